@@ -8,7 +8,7 @@ RB_PACKAGES=(
   build-essential cmake pkg-config ninja-build
   liburing-dev libwolfssl-dev libabsl-dev libbenchmark-dev catch2
   libpq-dev postgresql postgresql-contrib pgbouncer
-  python3 python3-psycopg2
+  python3 python3-psycopg2 iproute2
 )
 
 rb_log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
