@@ -61,15 +61,16 @@ bool Base64Decode(absl::string_view text, std::string* out) {
     if (!IsBase64AlphabetChar(text[i])) return false;
   }
   const size_t decoded_len = text.size() / 4 * 3 - pad;
-  out->resize(decoded_len);
-  if (decoded_len == 0) return false;  // "====" style input never reaches here, but be safe
-  word32 out_len = static_cast<word32>(decoded_len);
+  // wolfCrypt wants room for whole 3-byte groups, padding included, before it starts.
+  out->resize(text.size() / 4 * 3);
+  word32 out_len = static_cast<word32>(out->size());
   if (Base64_Decode(reinterpret_cast<const byte*>(text.data()), static_cast<word32>(text.size()),
                     reinterpret_cast<byte*>(out->data()), &out_len) != 0 ||
       out_len != decoded_len) {
     out->clear();
     return false;
   }
+  out->resize(decoded_len);
   return true;
 }
 
