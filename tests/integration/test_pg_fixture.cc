@@ -148,8 +148,9 @@ TEST_CASE("PgCluster: destroying the fixture stops PostgreSQL and removes its di
     REQUIRE(backends.size() >= 4);  // checkpointer, writers, launchers, our backend
   }
   CHECK_FALSE(std::filesystem::exists(dir));
-  CHECK_FALSE(ProcessAlive(postmaster));
-  // Backends notice the postmaster's death on their own; give them a moment.
+  // pg_ctl returns once postmaster.pid is gone, a moment before the process itself; backends
+  // notice the postmaster's death on their own. Give both a moment.
+  CHECK(Eventually([&] { return !ProcessAlive(postmaster); }, 10s));
   CHECK(Eventually(
       [&] {
         for (pid_t pid : backends) {
