@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 namespace rb::proto {
 
@@ -68,6 +69,8 @@ class FrameScanner {
   // the per-connection state stays small and a reload applies at once.
   template <typename Visitor>
   ScanResult Scan(const uint8_t* data, uint32_t len, uint32_t max_body_len, Visitor& v) {
+    // A bad length leaves the stream unframed: nothing after it can be trusted.
+    if (bad_) return {ScanStatus::kBadLength, 0};
     uint32_t pos = 0;
     while (pos < len) {
       if (remaining_ != 0) {
@@ -167,14 +170,19 @@ class FrameScanner {
     }
   }
 
+  // One scanner per connection direction, so the layout is kept tight: the three small fields
+  // share one byte, which keeps FrameScanner<0> at 12 bytes (the tests pin that).
   uint32_t remaining_ = 0;      // body bytes still to come for the current message
   std::array<uint8_t, 5> header_{};
-  uint8_t header_len_ = 0;      // 0: between messages; 1..4: header split; 5: header done
-  bool collecting_ = false;
-  bool bad_ = false;
+  uint8_t header_len_ : 3 = 0;  // 0: between messages; 1..4: header split; 5: header done
+  uint8_t collecting_ : 1 = 0;
+  uint8_t bad_ : 1 = 0;
   uint16_t stash_len_ = 0;
+  // std::array<uint8_t, 0> still takes a byte, which would round the scanner up to 16 bytes; an
+  // empty struct under [[no_unique_address]] takes none.
+  struct NoStash {};
   [[no_unique_address]] std::conditional_t<(kStashBytes > 0), std::array<uint8_t, kStashBytes>,
-                                           std::array<uint8_t, 0>> stash_{};
+                                           NoStash> stash_{};
   static_assert(kStashBytes < 65536, "stash length is 16-bit");
 };
 

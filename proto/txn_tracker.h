@@ -31,15 +31,19 @@ class TxnTracker {
       case 'D':  // Describe
       case 'E':  // Execute
       case 'C':  // Close
-      case 'H':  // Flush: results flow, but the batch stays open until Sync
         unsynced_ = true;
+        break;
+      case 'H':
+        // Flush makes the server send what it has produced so far, but closes nothing: a batch
+        // before it stays open until its Sync (unsynced_ is already set by that batch). A Flush
+        // with nothing pending holds nothing either, so it must not pin the server.
         break;
       default:  // CopyData/CopyDone/CopyFail belong to a request already counted
         break;
     }
   }
 
-  // Call for every ReadyForQuery the server sends. Returns the status byte.
+  // Call for every ReadyForQuery the server sends, with its status byte.
   void OnReadyForQuery(uint8_t status) {
     if (outstanding_ > 0) --outstanding_;
     status_ = status;
