@@ -92,4 +92,11 @@ Md5VerifyResult Md5VerifyResponse(absl::string_view stored, absl::string_view us
                                                 : Md5VerifyResult::kWrongPassword;
 }
 
+bool Md5VerifyPlainPassword(absl::string_view stored, absl::string_view user,
+                            absl::string_view password) {
+  if (absl::StartsWith(stored, "SCRAM-SHA-256$")) return false;
+  if (IsMd5Secret(stored)) return ConstantTimeEquals(Md5Secret(password, user), stored);
+  return ConstantTimeEquals(password, stored);
+}
+
 }  // namespace rb::proto

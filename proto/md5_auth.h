@@ -55,4 +55,10 @@ enum class [[nodiscard]] Md5VerifyResult : uint8_t {
 Md5VerifyResult Md5VerifyResponse(absl::string_view stored, absl::string_view user,
                                   const Md5Salt& salt, absl::string_view response);
 
+// Server side, plain-text "password" authentication (the client sent its password in clear):
+// true if `password` is the one behind `stored` (a plain password or an md5 secret). Constant
+// time in the compared bytes. Always false against a SCRAM secret (see VerifyScramPlainPassword).
+[[nodiscard]] bool Md5VerifyPlainPassword(absl::string_view stored, absl::string_view user,
+                                          absl::string_view password);
+
 }  // namespace rb::proto

@@ -375,6 +375,18 @@ size_t ScramKeyCache::SizeForTest() const {
   return entries_.size();
 }
 
+bool VerifyScramPlainPassword(absl::string_view password, const ScramSecret& secret,
+                              ScramKeyCache* cache) {
+  ScramKeys keys;
+  const bool derived = cache != nullptr
+                           ? cache->Derive(password, secret.salt, secret.iterations, &keys)
+                           : DeriveScramKeys(password, secret.salt, secret.iterations, &keys);
+  // Both keys, so a secret whose ServerKey doesn't belong to its StoredKey never matches.
+  const bool stored_ok = ConstantTimeEquals(keys.stored_key, secret.stored_key);
+  const bool server_ok = ConstantTimeEquals(keys.server_key, secret.server_key);
+  return derived && stored_ok && server_ok;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Results.
 

@@ -59,6 +59,8 @@ inline constexpr absl::string_view kScramMechanism = "SCRAM-SHA-256";
 
 using ScramKey = std::array<uint8_t, kScramKeyLength>;
 
+class ScramKeyCache;
+
 // A verifier as stored in pg_authid.rolpassword and in PgBouncer's auth_file:
 //   SCRAM-SHA-256$<iterations>:<base64 salt>$<base64 StoredKey>:<base64 ServerKey>
 struct ScramSecret {
@@ -98,6 +100,12 @@ struct ScramPassThroughKeys {
 // password first. Returns false only if wolfCrypt fails or iterations < 1.
 [[nodiscard]] bool DeriveScramKeys(absl::string_view password, absl::string_view salt,
                                    int iterations, ScramKeys* out);
+
+// Server side, plain-text "password" authentication against a SCRAM secret: derives the
+// keys for `password` with the secret's salt and count (through `cache` when non-null, so a
+// repeated login pays PBKDF2 once) and compares StoredKey and ServerKey in constant time.
+[[nodiscard]] bool VerifyScramPlainPassword(absl::string_view password, const ScramSecret& secret,
+                                            ScramKeyCache* cache);
 
 // A printable nonce of 18 random bytes in base64 (24 characters), as PostgreSQL makes them.
 // Uses a per-thread wolfCrypt DRBG. Aborts if the system RNG can't be read (environment

@@ -98,5 +98,16 @@ TEST_CASE("md5 passwords are bytes: empty and non-ASCII work on both sides", "[a
   }
 }
 
+TEST_CASE("md5 plain-text password check works against plain and md5 secrets", "[auth][md5]") {
+  CHECK(Md5VerifyPlainPassword("postgres", "postgres", "postgres"));
+  CHECK(Md5VerifyPlainPassword(kPostgresSecret, "postgres", "postgres"));
+  CHECK_FALSE(Md5VerifyPlainPassword(kPostgresSecret, "postgres", "postgrez"));
+  CHECK_FALSE(Md5VerifyPlainPassword(kPostgresSecret, "alice", "postgres"));
+  CHECK_FALSE(Md5VerifyPlainPassword("postgres", "postgres", "postgres "));
+  CHECK_FALSE(Md5VerifyPlainPassword("postgres", "postgres", ""));
+  constexpr absl::string_view kScramLike = "SCRAM-SHA-256$4096:AAAA$AAAA:AAAA";
+  CHECK_FALSE(Md5VerifyPlainPassword(kScramLike, "u", kScramLike));
+}
+
 }  // namespace
 }  // namespace rb::proto

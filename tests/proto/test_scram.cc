@@ -202,6 +202,19 @@ TEST_CASE("SCRAM known limitation: passwords that need real NFKC use the raw byt
   CHECK(PasswordMatches("fi", MustParse(kPgDave)));
 }
 
+TEST_CASE("SCRAM plain-text password check against a stored secret, cached", "[auth][scram]") {
+  ScramKeyCache cache;
+  const ScramSecret secret = MustParse(kPgAlice);
+  CHECK(VerifyScramPlainPassword("s3cr3t-Pw", secret, &cache));
+  CHECK(VerifyScramPlainPassword("s3cr3t-Pw", secret, &cache));
+  CHECK(cache.DerivationsForTest() == 1);
+  CHECK_FALSE(VerifyScramPlainPassword("s3cr3t-pw", secret, &cache));
+  CHECK(VerifyScramPlainPassword("s3cr3t-Pw", secret, nullptr));
+  ScramSecret tampered = secret;
+  tampered.server_key[0] ^= 1;
+  CHECK_FALSE(VerifyScramPlainPassword("s3cr3t-Pw", tampered, &cache));
+}
+
 TEST_CASE("SCRAM secret from a plain password round-trips through the text form",
           "[auth][scram]") {
   ScramKeys keys;
@@ -724,8 +737,8 @@ TEST_CASE("SCRAM server steps survive 100k seeded junk inputs each", "[auth][scr
   for (int i = 0; i < kJunkRounds; ++i) {
     ScramServer server(secret, kRfcServerNonce);
     const ScramResult r = server.HandleClientFirst(junk.Next(kRfcClientFirst), &out);
-    violations += !IsPeerResult(r) ||
-                  (r == ScramResult::kOk) != (server.state() == ScramServer::State::kWantClientFinal);
+    const bool advanced = server.state() == ScramServer::State::kWantClientFinal;
+    violations += !IsPeerResult(r) || (r == ScramResult::kOk) != advanced;
   }
   const ScramServer ready = RfcServerAfterFirst();
   int ok = 0;
@@ -749,8 +762,8 @@ TEST_CASE("SCRAM client steps survive 100k seeded junk inputs each", "[auth][scr
   for (int i = 0; i < kJunkRounds; ++i) {
     ScramClient client = ready_first;
     const ScramResult r = client.HandleServerFirst(junk.Next(kRfcServerFirst), &out);
-    violations += !IsPeerResult(r) ||
-                  (r == ScramResult::kOk) != (client.state() == ScramClient::State::kWantServerFinal);
+    const bool advanced = client.state() == ScramClient::State::kWantServerFinal;
+    violations += !IsPeerResult(r) || (r == ScramResult::kOk) != advanced;
   }
   ScramClient ready_final = RfcClientAfterFirst();
   REQUIRE(ready_final.HandleServerFirst(kRfcServerFirst, &out) == ScramResult::kOk);
