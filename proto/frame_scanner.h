@@ -28,7 +28,7 @@ enum class ScanStatus : uint8_t {
   kBadLength,  // a length field is < 4 or over the limit; the stream is unusable from here on
 };
 
-struct ScanResult {
+struct [[nodiscard]] ScanResult {
   ScanStatus status;
   uint32_t consumed;  // bytes of this chunk that were consumed
 };

@@ -26,7 +26,7 @@ enum class AssembleStatus : uint8_t {
   kBadLength,  // the length field is below the minimum (8 untyped, 4 typed)
 };
 
-struct AssembleResult {
+struct [[nodiscard]] AssembleResult {
   AssembleStatus status;
   uint32_t consumed;  // bytes of this chunk that were taken
 };

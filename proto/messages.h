@@ -185,7 +185,7 @@ void AppendDataRow(std::string* out, absl::Span<const std::optional<absl::string
 
 // --- Parsing ------------------------------------------------------------------------------------
 
-enum class ParseError : uint8_t {
+enum class [[nodiscard]] ParseError : uint8_t {
   kOk,
   kTruncated,      // the body ends inside a fixed-size field or a counted byte string
   kUnterminated,   // a C string has no NUL before the end of the body

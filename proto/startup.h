@@ -29,7 +29,7 @@ namespace rb::proto {
 
 enum class StartupKind : uint8_t { kStartupMessage, kSslRequest, kGssEncRequest, kCancelRequest };
 
-enum class StartupError : uint8_t {
+enum class [[nodiscard]] StartupError : uint8_t {
   kOk,
   kBadLength,         // length < 8, a length that disagrees with the packet, or an SSLRequest
                       // or GSSENCRequest that is not exactly 8 bytes
@@ -105,7 +105,7 @@ class StartupPacket {
   };
 
   absl::string_view View(uint16_t at, uint16_t len) const {
-    return absl::string_view(strings_).substr(at, len);
+    return absl::string_view(strings_.data() + at, len);
   }
   absl::string_view FindOrEmpty(absl::string_view key) const {
     std::optional<absl::string_view> v = Find(key);

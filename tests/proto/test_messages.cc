@@ -652,3 +652,29 @@ TEST_CASE("every message parser survives 100,000 junk bodies") {
 
 }  // namespace
 }  // namespace rb::proto
+
+namespace rb::proto {
+namespace {
+
+TEST_CASE("wire constants match the protocol's numbers and big-endian helpers round-trip") {
+  STATIC_REQUIRE(kProtocol30 == 196608);
+  STATIC_REQUIRE(ProtocolMajor(kProtocol32) == 3);
+  STATIC_REQUIRE(ProtocolMinor(kProtocol32) == 2);
+  STATIC_REQUIRE(ProtocolVersion(1234, 5679) == kSslRequestCode);
+  STATIC_REQUIRE(ProtocolVersion(1234, 5680) == kGssEncRequestCode);
+  STATIC_REQUIRE(ProtocolVersion(1234, 5678) == kCancelRequestCode);
+  uint8_t buf[4];
+  StoreBE32(buf, 0x01020304);
+  CHECK(buf[0] == 1);
+  CHECK(buf[3] == 4);
+  CHECK(LoadBE32(buf) == 0x01020304u);
+  StoreBE16(buf, 0xfffe);
+  CHECK(LoadBE16(buf) == 0xfffe);
+  std::string s;
+  AppendBE32(&s, 0xdeadbeef);
+  AppendBE16(&s, 0x0102);
+  CHECK(ToBytes(s) == Bytes{0xde, 0xad, 0xbe, 0xef, 1, 2});
+}
+
+}  // namespace
+}  // namespace rb::proto
