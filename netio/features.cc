@@ -173,14 +173,18 @@ bool Features::MeetsFloor(std::string* missing) const {
 }
 
 std::string Features::Describe() const {
+  // Every field of Features appears, so that `-v` output answers "was X probed, and how?"
+  // (nodrop, cqe_skip, accept_multishot and msg_ring_cqe_skip were missing).
   auto yn = [](bool b) { return b ? "yes" : "no"; };
   return absl::StrCat("io_uring features on kernel ", kernel_release, ": single_issuer=", yn(single_issuer),
                       " defer_taskrun=", yn(defer_taskrun), " coop_taskrun=", yn(coop_taskrun),
-                      " submit_all=", yn(submit_all), " ext_arg=", yn(ext_arg), " buf_ring=", yn(buf_ring),
-                      " recv_multishot=", yn(recv_multishot), " recv_bundle=", yn(recv_bundle),
+                      " submit_all=", yn(submit_all), " ext_arg=", yn(ext_arg), " nodrop=", yn(nodrop),
+                      " cqe_skip=", yn(cqe_skip), " buf_ring=", yn(buf_ring), " recv_multishot=", yn(recv_multishot),
+                      " accept_multishot=", yn(accept_multishot), " recv_bundle=", yn(recv_bundle),
                       " buf_ring_inc=", yn(buf_ring_inc), " send_zc=", yn(send_zc), " msg_ring=", yn(msg_ring),
-                      " msg_ring_fd=", yn(msg_ring_fd), " fixed_fd_install=", yn(fixed_fd_install),
-                      " register_ring_fd=", yn(register_ring_fd), " napi=", yn(napi));
+                      " msg_ring_fd=", yn(msg_ring_fd), " msg_ring_cqe_skip=", yn(msg_ring_cqe_skip),
+                      " fixed_fd_install=", yn(fixed_fd_install), " register_ring_fd=", yn(register_ring_fd),
+                      " napi=", yn(napi));
 }
 
 }  // namespace rb::netio

@@ -34,7 +34,7 @@ struct Features {
 
   // Setup flags for a worker ring, from what the probe accepted.
   uint32_t WorkerSetupFlags() const;
-  // One line per feature, for -v.
+  // Every feature as name=yes|no on one line, for -v.
   std::string Describe() const;
   // The floor: what the engine cannot run without.
   bool MeetsFloor(std::string* missing) const;

@@ -108,8 +108,10 @@ absl::StatusOr<int> ListenUnix(const std::string& path, int backlog, uint32_t mo
     // A socket file may be left over from a crash. If nothing answers on it, it is stale.
     struct stat st;
     if (lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
-      int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      bool live = probe >= 0 && connect(probe, reinterpret_cast<sockaddr*>(&sun), len) == 0;
+      // Non-blocking: a blocking connect to a live listener whose backlog is full waits until
+      // that process accepts, possibly forever. EAGAIN (backlog full) means live too.
+      int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      bool live = probe >= 0 && (connect(probe, reinterpret_cast<sockaddr*>(&sun), len) == 0 || errno == EAGAIN);
       if (probe >= 0) close(probe);
       if (live) {
         close(fd);

@@ -74,7 +74,11 @@ class Mailbox {
   // Receiver: drains every queue, calling fn(uint32_t from, const MailMessage&).
   template <typename Fn>
   unsigned Drain(Fn&& fn) {
-    doorbell_pending_.store(false, std::memory_order_seq_cst);
+    // An exchange, not a store: when a sender's ClaimDoorbell came first (and so did not ring),
+    // this RMW reads its value and synchronizes with it, so the pops below see that sender's
+    // push. A plain store followed by the acquire load of the tail is a store-load pattern that
+    // the C++ model does not order (it happens to hold on x86, not on POWER).
+    doorbell_pending_.exchange(false, std::memory_order_seq_cst);
     unsigned n = 0;
     MailMessage m;
     for (uint32_t from = 0; from < queues_.size(); ++from) {

@@ -44,7 +44,9 @@ int Ring::SubmitAndWait(int64_t timeout_ns) {
   ts.tv_sec = timeout_ns / 1000000000;
   ts.tv_nsec = timeout_ns % 1000000000;
   io_uring_cqe* cqe = nullptr;
-  int ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+  // A negative timeout (TimerWheel::NanosToNextTick's "nothing armed") means no timeout. Passed
+  // through as a negative timespec, the kernel times out at once and the worker would spin.
+  int ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, timeout_ns < 0 ? nullptr : &ts, nullptr);
   if (ret == -ETIME || ret == -EINTR || ret == -EAGAIN || ret == -EBUSY) return 0;
   return ret < 0 ? ret : 0;
 }

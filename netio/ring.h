@@ -52,8 +52,8 @@ class Ring {
   }
 
   // Submits what is queued and waits until at least one completion is ready or `timeout_ns`
-  // passes (no timeout SQE: the timeout rides on io_uring_enter). Returns a negative errno
-  // only for errors that are not a timeout or a signal.
+  // passes (no timeout SQE: the timeout rides on io_uring_enter); a negative timeout_ns waits
+  // without a timeout. Returns a negative errno only for errors that are not a timeout or a signal.
   int SubmitAndWait(int64_t timeout_ns);
   // Submits without waiting.
   int Submit() { return io_uring_submit(&ring_); }
