@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cassert>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "proto/wire.h"
 
 namespace rb::proto {
@@ -68,6 +70,12 @@ AssembleResult MessageAssembler::Feed(const uint8_t* data, uint32_t len) {
     }
   }
   return {AssembleStatus::kNeedMore, pos};
+}
+
+std::string BadPacketHeaderMessage(absl::Span<const uint8_t> header) {
+  absl::string_view bytes(reinterpret_cast<const char*>(header.data()),
+                          std::min<size_t>(header.size(), kStartupHeaderLength));
+  return absl::StrCat("bad packet header: '", absl::BytesToHexString(bytes), "'");
 }
 
 }  // namespace rb::proto

@@ -80,4 +80,9 @@ class MessageAssembler {
   std::string buf_;
 };
 
+// PgBouncer's "bad packet header: '0000000400...'" for a header it can't make sense of (startup
+// packets and typed messages alike): up to the first 8 bytes, lower-case hex. Pass header() after
+// kBadLength / kTooLong.
+std::string BadPacketHeaderMessage(absl::Span<const uint8_t> header);
+
 }  // namespace rb::proto

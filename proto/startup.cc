@@ -190,12 +190,6 @@ StartupError ParseStartupPacket(const uint8_t* data, uint32_t len, StartupPacket
   return StartupError::kOk;
 }
 
-std::string BadPacketHeaderMessage(absl::Span<const uint8_t> header) {
-  absl::string_view bytes(reinterpret_cast<const char*>(header.data()),
-                          std::min<size_t>(header.size(), kStartupHeaderLength));
-  return absl::StrCat("bad packet header: '", absl::BytesToHexString(bytes), "'");
-}
-
 std::string StartupErrorMessage(StartupError error, const StartupPacket& packet) {
   switch (error) {
     case StartupError::kOk:

@@ -23,6 +23,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "proto/message_assembler.h"  // BadPacketHeaderMessage
 #include "proto/wire.h"
 
 namespace rb::proto {
@@ -134,10 +135,6 @@ absl::string_view StartupErrorSqlState(StartupError error);
 // PgBouncer closes a bad CancelRequest without a word: the connection was never a session, and
 // a reply would tell a scanner something. Everything else gets a FATAL ErrorResponse first.
 bool StartupErrorNotifiesClient(StartupError error);
-
-// PgBouncer's "bad packet header: '0000000400...'" for a header it can't make sense of: up to the
-// first 8 bytes, lower-case hex. For MessageAssembler's kBadLength / kTooLong in startup mode.
-std::string BadPacketHeaderMessage(absl::Span<const uint8_t> header);
 
 // PgBouncer's texts for the other startup-phase refusals the engine makes itself.
 // Bytes that arrived along with an SSLRequest / GSSENCRequest were sent before encryption began
