@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "netio/ring.h"
+#include "netio/uring_compat.h"
 #include "tests/catch.h"
 #include "tests/netio/netio_test_util.h"
 
@@ -159,6 +160,43 @@ TEST_CASE("Sqe never returns null, even with more SQEs requested than sq_entries
     ++seen[x.user_data];
   }
   for (int i = 0; i < kOps; ++i) CHECK(seen[i] == 1);
+}
+
+TEST_CASE("PrepMsgRingSendFd moves a direct descriptor into a slot of another ring", "[netio][ring]") {
+  // The hand-off of DESIGN.md decision 2: one worker accepts, another serves the connection.
+  auto from = testing::MakeWorkerRing();
+  auto to = testing::MakeWorkerRing();
+  REQUIRE(from);
+  REQUIRE(to);
+  REQUIRE(io_uring_register_files_sparse(from->raw(), 4) == 0);
+  REQUIRE(io_uring_register_files_sparse(to->raw(), 4) == 0);
+  int sp[2];
+  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0);
+  Fd mine(sp[0]), peer(sp[1]);
+  int fd = mine.get();
+  REQUIRE(io_uring_register_files_update(from->raw(), 1, &fd, 1) == 1);
+  mine.Reset();  // only the direct descriptor keeps the socket now
+
+  const uint64_t handoff = Tag{9, 3, 42}.Pack();
+  PrepMsgRingSendFd(from->Sqe(), to->fd(), /*source_slot=*/1, /*target_slot=*/2, handoff);
+  std::vector<Completion> sent = CollectCompletions(*from, 1);
+  REQUIRE(sent.size() == 1);
+  CHECK(sent[0].res == 0);
+  std::vector<Completion> got = CollectCompletions(*to, 1);
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].user_data == handoff);
+  CHECK(got[0].res >= 0);
+
+  // The receiving ring can use slot 2.
+  io_uring_sqe* sqe = to->Sqe();
+  io_uring_prep_send(sqe, 2, "moved", 5, MSG_NOSIGNAL);
+  sqe->flags |= IOSQE_FIXED_FILE;
+  std::vector<Completion> c = CollectCompletions(*to, 1);
+  REQUIRE(c.size() == 1);
+  CHECK(c[0].res == 5);
+  char buf[8] = {};
+  CHECK(recv(peer.get(), buf, sizeof(buf), 0) == 5);
+  CHECK(std::string(buf, 5) == "moved");
 }
 
 TEST_CASE("a SINGLE_ISSUER ring refuses submissions from a thread other than its creator", "[netio][ring]") {
