@@ -17,6 +17,7 @@ struct TimerNode {
   TimerNode* prev = nullptr;  // null: not armed
   TimerNode* next = nullptr;
   uint32_t deadline_tick = 0;
+  uint8_t owner = 0;  // free for the owner: says what kind of object embeds this node
   bool armed() const { return prev != nullptr; }
 };
 

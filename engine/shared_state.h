@@ -1,0 +1,110 @@
+// The little that workers share: limits that are global to the process, the per-pool facts
+// every worker needs (the server's welcome parameters, login failures), and how to reach each
+// other. Everything here is touched when a connection opens or closes, or at login, never per
+// query (DESIGN.md decision 3).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "netio/mailbox.h"
+
+namespace rb::engine {
+
+inline constexpr int kMaxWorkers = 256;  // the worker id is one byte of the cancel key
+
+// A counter with a ceiling that several workers increment concurrently. TryAcquire never lets
+// the value pass the limit, so a configured maximum is never exceeded, not even briefly.
+class Budget {
+ public:
+  // limit <= 0 means unlimited.
+  bool TryAcquire(int limit) {
+    int cur = value_.load(std::memory_order_relaxed);
+    do {
+      if (limit > 0 && cur >= limit) return false;
+    } while (!value_.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel, std::memory_order_relaxed));
+    return true;
+  }
+  void Release() { value_.fetch_sub(1, std::memory_order_acq_rel); }
+  int value() const { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<int> value_{0};
+};
+
+// Per (database, user) pool, shared by the workers' shards of it.
+struct PoolShared {
+  PoolShared(std::string db, std::string user, int workers)
+      : database(std::move(db)), user(std::move(user)), per_worker_servers(workers) {}
+
+  const std::string database;
+  const std::string user;
+  Budget servers;  // open or opening server connections, all workers
+  std::vector<std::atomic<int>> per_worker_servers;
+
+  // What a fresh server reported at login (ParameterStatus), sent to every client that logs
+  // in: server_version, server_encoding, integer_datetimes and the like.
+  std::atomic<bool> has_welcome{false};
+  absl::Mutex mu;
+  std::vector<std::pair<std::string, std::string>> welcome ABSL_GUARDED_BY(mu);
+
+  // The last server login failure, for server_login_retry: clients that arrive meanwhile get
+  // the error at once instead of waiting.
+  std::atomic<int64_t> login_failed_at_ns{0};
+  std::string login_error ABSL_GUARDED_BY(mu);
+  std::string login_error_sqlstate ABSL_GUARDED_BY(mu);
+};
+
+struct DatabaseShared {
+  Budget servers;  // max_db_connections
+  Budget clients;  // max_db_client_connections
+  std::atomic<bool> paused{false};
+  std::atomic<bool> disabled{false};
+};
+
+struct UserShared {
+  Budget servers;  // max_user_connections
+  Budget clients;  // max_user_client_connections
+};
+
+// How to reach a worker from another thread.
+struct WorkerEndpoint {
+  std::atomic<int> ring_fd{-1};
+  std::unique_ptr<netio::Mailbox> mailbox;
+  std::atomic<int> clients{0};  // logged-in and logging-in clients, for least-loaded hand-off
+};
+
+class SharedState {
+ public:
+  // `senders` is the number of mailbox senders: every worker plus the control thread.
+  SharedState(int workers, uint32_t mailbox_capacity);
+
+  int workers() const { return static_cast<int>(endpoints_.size()); }
+  WorkerEndpoint& endpoint(int w) { return *endpoints_[w]; }
+  // The control thread's sender id in every mailbox.
+  int control_sender() const { return workers(); }
+
+  // Stable pointers, created on first use. The mutex is taken only when a worker meets a pool
+  // for the first time.
+  PoolShared* Pool(const std::string& db, const std::string& user);
+  DatabaseShared* Database(const std::string& db);
+  UserShared* User(const std::string& user);
+
+  Budget total_clients;  // max_client_conn
+
+ private:
+  std::vector<std::unique_ptr<WorkerEndpoint>> endpoints_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::unique_ptr<PoolShared>> pools_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::unique_ptr<DatabaseShared>> databases_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::unique_ptr<UserShared>> users_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace rb::engine
