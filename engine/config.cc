@@ -435,6 +435,18 @@ std::string GetSettingValue(const Settings& settings, const SettingDef& def) {
       def.field);
 }
 
+std::vector<ShowConfigRow> ShowConfigRows(const Settings& settings) {
+  std::vector<ShowConfigRow> rows;
+  rows.reserve(AllSettings().size());
+  for (const SettingDef& def : AllSettings()) {
+    ShowConfigRow row{std::string(def.name), GetSettingValue(settings, def), std::nullopt,
+                      def.reload};
+    if (def.default_text != nullptr) row.default_value = def.default_text;
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
 absl::Status SetSettingValue(Settings& settings, const SettingDef& def, std::string_view text) {
   return std::visit(
       [&](auto member) -> absl::Status {
@@ -906,6 +918,12 @@ class Loader {
 
   void Setting(const IniItem& item, const std::string& file) {
     const SettingDef* def = FindSetting(item.key);
+    if (def == nullptr && item.key == "service_name") {
+      // PgBouncer knows it only in Windows builds (an alias of job_name); its documentation and
+      // sample config mention it, so accept it here rather than fail a start.
+      Warn(file, item.line, "\"service_name\" is PgBouncer's Windows service name; ignored");
+      return;
+    }
     if (def == nullptr) {
       std::string hint;
       for (const SettingDef& d : AllSettings()) {

@@ -236,6 +236,16 @@ size_t SettingIndex(const SettingDef& def);
 // as 0/1, times as seconds ("%g"), enums by name, lists joined with ",", unix_socket_mode in octal.
 std::string GetSettingValue(const Settings& settings, const SettingDef& def);
 
+// One row of the admin console's SHOW CONFIG, whose columns are key, value, default, changeable.
+struct ShowConfigRow {
+  std::string key;
+  std::string value;
+  std::optional<std::string> default_value;  // nullopt: no default (PgBouncer shows NULL)
+  bool changeable;                           // shown as "yes"/"no"
+};
+// Every setting, in table order.
+std::vector<ShowConfigRow> ShowConfigRows(const Settings& settings);
+
 // Parses `value` by the setting's rules and stores it. On error nothing changes and the status
 // message says what is wrong, without a file name:
 //   invalid value "abc" for "listen_port": expected an integer

@@ -332,5 +332,25 @@ TEST_CASE("iterating the table gives key, value, default and reload for SHOW CON
   CHECK(rows == std::vector<std::string>{"listen_port|7432|6432|no", "server_lifetime|90|3600|yes"});
 }
 
+TEST_CASE("ShowConfigRows gives SHOW CONFIG's key, value, default and changeable", "[config][settings]") {
+  Settings s;
+  s.default_pool_size = 25;
+  std::vector<ShowConfigRow> rows = ShowConfigRows(s);
+  REQUIRE(rows.size() == AllSettings().size());
+  CHECK(rows.front().key == "admin_users");
+  auto find = [&](std::string_view key) -> const ShowConfigRow& {
+    for (const ShowConfigRow& r : rows) {
+      if (r.key == key) return r;
+    }
+    FAIL("no row " << key);
+    return rows.front();
+  };
+  CHECK(find("default_pool_size").value == "25");
+  CHECK(find("default_pool_size").default_value == "20");
+  CHECK(find("default_pool_size").changeable);
+  CHECK_FALSE(find("auth_file").default_value.has_value());
+  CHECK_FALSE(find("listen_addr").changeable);
+}
+
 }  // namespace
 }  // namespace rb::engine
