@@ -337,7 +337,10 @@ std::string_view HbaMethodName(HbaMethod method) {
 }
 
 std::optional<IpAddress> IpAddress::Parse(std::string_view text) {
-  if (text.empty() || text.size() > INET6_ADDRSTRLEN) return std::nullopt;
+  if (text.empty() || text.size() > INET6_ADDRSTRLEN ||
+      text.find('\0') != std::string_view::npos) {
+    return std::nullopt;
+  }
   const std::string s(text);
   IpAddress out;
   if (inet_pton(AF_INET, s.c_str(), out.bytes.data()) == 1) {

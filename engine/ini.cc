@@ -62,6 +62,9 @@ IniParseResult ParseIni(std::string_view text, std::string_view file_name) {
     result.errors.push_back(Diagnostic{std::string(file_name), line, std::move(message)});
   };
 
+  // A UTF-8 byte order mark, as some editors write, is not part of the first line.
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+
   int line_no = 0;
   size_t pos = 0;
   while (pos < text.size()) {

@@ -47,7 +47,8 @@ struct IniParseResult {
 };
 
 // Splits ini text into sections, key/value pairs and %include directives. Rules (libusual's):
-//  - Lines are separated by '\n'; a trailing '\r' is blank space, so CRLF files work.
+//  - Lines are separated by '\n'; a trailing '\r' is blank space, so CRLF files work. A UTF-8
+//    byte order mark at the start is skipped (PgBouncer would fail on it).
 //  - After leading blanks, a line starting with ';' or '#' is a comment. Both are ordinary
 //    characters anywhere else, so "server_reset_query = DISCARD ALL; -- x" keeps the "; -- x".
 //  - "[name]" starts a section. The name is not trimmed and is case-sensitive, as in PgBouncer.

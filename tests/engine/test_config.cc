@@ -48,6 +48,11 @@ TEST_CASE("blank lines, CRLF line ends and blanks around '=' are allowed", "[con
   CHECK(r.config->settings.auth_type == AuthType::kAny);
 }
 
+TEST_CASE("a UTF-8 byte order mark at the start of the file is skipped", "[config][ini]") {
+  LoadResult r = LoadText("\xEF\xBB\xBF[pgbouncer]\nauth_type = any\n");
+  CHECK(r.ok());
+}
+
 TEST_CASE("a later assignment of a setting wins", "[config][ini]") {
   LoadResult r = LoadText("[pgbouncer]\nauth_type = any\nlisten_port = 7000\nlisten_port = 7001\n");
   REQUIRE(r.ok());
@@ -240,6 +245,18 @@ TEST_CASE("connection string values are single-quoted with '' for a quote; backs
           "[config][databases]") {
   LoadResult r = LoadDatabases(R"(a = password='it''s a \secret' dbname=x)");
   CHECK(Db(r, "a").password == R"(it's a \secret)");
+}
+
+TEST_CASE("QuoteConnValue output reads back as the same value", "[config][databases]") {
+  for (std::string value : {"plain", "with space", "it's", "''", "a\\b", "tab\there", "x=y"}) {
+    absl::StatusOr<std::vector<ConnParam>> params = ParseConnString("k=" + QuoteConnValue(value));
+    REQUIRE(params.ok());
+    REQUIRE(params->size() == 1);
+    CHECK((*params)[0].second == value);
+  }
+  CHECK(QuoteConnValue("plain") == "plain");
+  CHECK(QuoteConnValue("it's") == "'it''s'");
+  CHECK_FALSE(ParseConnString("k=" + QuoteConnValue("")).ok());  // empty values are refused
 }
 
 TEST_CASE("connection string errors name the database and the problem", "[config][databases]") {
