@@ -164,7 +164,7 @@ TEST_CASE("listener options are set on the listener and inherited by accepted so
   CHECK(v == 77);
 }
 
-TEST_CASE("\"*\" resolves to the IPv4 and the IPv6 any address", "[netio][listener]") {
+TEST_CASE("the wildcard listen_addr resolves to the IPv4 and the IPv6 any address", "[netio][listener]") {
   auto r = ResolveListenAddress("*", 6432);
   REQUIRE(r.ok());
   REQUIRE(r->size() == 2);
@@ -194,7 +194,7 @@ TEST_CASE("numeric and local names resolve without duplicates", "[netio][listene
   CHECK(any6->size() == 1);
 }
 
-TEST_CASE("IPv4 and IPv6 any listeners from \"*\" coexist on one port", "[netio][listener]") {
+TEST_CASE("IPv4 and IPv6 any listeners from the wildcard coexist on one port", "[netio][listener]") {
   if (!Ipv6Loopback()) {
     WARN("no IPv6 here; skipped");
     return;

@@ -145,7 +145,7 @@ TEST_CASE("TakeSystemdSockets returns the passed sockets with names, families an
   CHECK(got[1].address == "unix:" + unix_name);
 }
 
-TEST_CASE("TakeSystemdSockets: missing names are \"unknown\" and a connected socket is not listening",
+TEST_CASE("TakeSystemdSockets: missing names are unknown and a connected socket is not listening",
           "[netio][systemd]") {
   ListenEnv env;
   int sp[2];

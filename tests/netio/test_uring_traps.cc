@@ -195,8 +195,8 @@ void ArmMultishotRecv(Ring& ring, int fd, const BufferRing& br, uint64_t tag) {
 
 uint16_t BufferId(const Completion& c) { return static_cast<uint16_t>(c.flags >> IORING_CQE_BUFFER_SHIFT); }
 
-TEST_CASE("trap 2: recycled and published buffers are received again; an empty group ends multishot recv "
-          "with ENOBUFS; re-arming after Recycle+Publish works",
+TEST_CASE("trap 2: recycled and published buffers are received again, an empty group ends multishot recv "
+          "with ENOBUFS, and re-arming after Recycle+Publish works",
           "[netio][traps][buffer_ring]") {
   auto ring = testing::MakeWorkerRing();
   REQUIRE(ring);
