@@ -45,7 +45,7 @@ TEST_CASE("two double quotes inside a field stand for one", "[auth_file]") {
   CHECK(r.auth_file.Find("we\"ird")->secret == "pa\"ss\"");
 }
 
-TEST_CASE("comments, blank lines, CRLF and extra fields are ignored", "[auth_file]") {
+TEST_CASE("comments and blank lines and CRLF and extra fields are ignored", "[auth_file]") {
   AuthFileResult r = ParseAuthFile(
       "; PgBouncer's comment\n"
       "# also a comment here\n"
@@ -81,7 +81,7 @@ TEST_CASE("an empty password means the user exists but no password matches", "[a
   CHECK(r.auth_file.Find("nopass")->kind == SecretKind::kNone);
 }
 
-TEST_CASE("a malformed SCRAM secret is a plain password, with a warning", "[auth_file]") {
+TEST_CASE("a malformed SCRAM secret is a plain password with a warning", "[auth_file]") {
   AuthFileResult r = ParseAuthFile("\"u\" \"SCRAM-SHA-256$bad\"\n", "userlist.txt");
   REQUIRE(r.ok());
   CHECK(r.auth_file.Find("u")->kind == SecretKind::kPlain);
@@ -90,7 +90,7 @@ TEST_CASE("a malformed SCRAM secret is a plain password, with a warning", "[auth
               "one; it is used as a plain-text password"});
 }
 
-TEST_CASE("a user listed twice keeps the later entry, with a warning", "[auth_file]") {
+TEST_CASE("a user listed twice keeps the later entry with a warning", "[auth_file]") {
   AuthFileResult r = ParseAuthFile("\"u\" \"one\"\n\"v\" \"x\"\n\"u\" \"two\"\n", "userlist.txt");
   REQUIRE(r.ok());
   CHECK(r.auth_file.users.size() == 2);
@@ -101,7 +101,7 @@ TEST_CASE("a user listed twice keeps the later entry, with a warning", "[auth_fi
               "used"});
 }
 
-TEST_CASE("broken lines are errors naming file and line, without revealing secrets", "[auth_file]") {
+TEST_CASE("broken lines are errors naming file and line without revealing secrets", "[auth_file]") {
   AuthFileResult r = ParseAuthFile(
       "alice secret\n"
       "\"bob secret\n"

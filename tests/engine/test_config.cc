@@ -26,7 +26,7 @@ using Lines = std::vector<std::string>;
 // ---------------------------------------------------------------------------------------------
 // Structure of the ini file.
 
-TEST_CASE("comment lines start with ; or # after blanks, and are not special later in a line",
+TEST_CASE("comment lines start with a semicolon or hash after blanks and are not special later in a line",
           "[config][ini]") {
   LoadResult r = LoadText(
       "; a comment\n"
@@ -41,7 +41,7 @@ TEST_CASE("comment lines start with ; or # after blanks, and are not special lat
   CHECK(r.config->settings.server_reset_query == "DISCARD ALL ; # still the value");
 }
 
-TEST_CASE("blank lines, CRLF line ends and blanks around '=' are allowed", "[config][ini]") {
+TEST_CASE("blank lines and CRLF line ends and blanks around the equals sign are allowed", "[config][ini]") {
   LoadResult r = LoadText("\r\n[pgbouncer]\r\n\r\n  listen_port\t=\t7000  \r\nauth_type=any\r\n");
   REQUIRE(r.ok());
   CHECK(r.config->settings.listen_port == 7000);
@@ -82,7 +82,7 @@ TEST_CASE("syntax errors name the line and say what is wrong", "[config][ini]") 
   CHECK_FALSE(r.config.ok());
 }
 
-TEST_CASE("a file with errors loads nothing, and every error is reported", "[config][ini]") {
+TEST_CASE("a file with errors loads nothing and every error is reported", "[config][ini]") {
   LoadResult r = LoadText(
       "[pgbouncer]\n"
       "listen_port = abc\n"
@@ -100,7 +100,7 @@ TEST_CASE("a file with errors loads nothing, and every error is reported", "[con
         "pgbouncer.ini:6: database \"db\": unknown parameter \"bogus\"");
 }
 
-TEST_CASE("the [pgbouncer] section is required", "[config][sections]") {
+TEST_CASE("the pgbouncer section is required", "[config][sections]") {
   LoadResult r = LoadText("[databases]\ndb = host=x\n");
   CHECK(Strings(r.errors) == Lines{"pgbouncer.ini: the [pgbouncer] section is missing"});
 }
@@ -111,7 +111,7 @@ TEST_CASE("a key before any section is an error", "[config][sections]") {
         Lines{"pgbouncer.ini:1: \"listen_port\" is outside any section (start with [pgbouncer])"});
 }
 
-TEST_CASE("unknown sections are errors; section names are case-sensitive", "[config][sections]") {
+TEST_CASE("unknown sections are errors and section names are case-sensitive", "[config][sections]") {
   LoadResult r = LoadText("[PgBouncer]\nlisten_port = 1\n[extra]\nx = 1\n[pgbouncer]\nauth_type = any\n");
   CHECK(Strings(r.errors) ==
         Lines{
@@ -122,7 +122,7 @@ TEST_CASE("unknown sections are errors; section names are case-sensitive", "[con
         });
 }
 
-TEST_CASE("a second [pgbouncer] header resets the earlier settings to defaults, as PgBouncer does",
+TEST_CASE("a second pgbouncer section header resets the earlier settings to defaults as PgBouncer does",
           "[config][sections]") {
   LoadResult r = LoadText(
       "[pgbouncer]\n"
@@ -177,7 +177,7 @@ LoadResult LoadDatabases(std::string_view lines) {
   return LoadText("[pgbouncer]\nauth_type = any\n[databases]\n" + std::string(lines) + "\n");
 }
 
-TEST_CASE("a database entry defaults to the same name, port 5432 and the Unix socket",
+TEST_CASE("a database entry defaults to the same name and port 5432 and the Unix socket",
           "[config][databases]") {
   LoadResult r = LoadDatabases("foodb =\nbardb = host=localhost dbname=bazdb");
   const DatabaseConfig& foo = Db(r, "foodb");
@@ -241,7 +241,7 @@ TEST_CASE("one port applies to every host of a list", "[config][databases]") {
   CHECK(db.PortFor(1) == 6000);
 }
 
-TEST_CASE("connection string values are single-quoted with '' for a quote; backslash is literal",
+TEST_CASE("connection string values are single-quoted with two quotes for a quote and backslash is literal",
           "[config][databases]") {
   LoadResult r = LoadDatabases(R"(a = password='it''s a \secret' dbname=x)");
   CHECK(Db(r, "a").password == R"(it's a \secret)");
@@ -297,7 +297,7 @@ TEST_CASE("connection string errors name the database and the problem", "[config
         });
 }
 
-TEST_CASE("the * entry is the fallback database, with the client's database name",
+TEST_CASE("the star entry is the fallback database with the database name the client asked for",
           "[config][databases]") {
   LoadResult r = LoadDatabases("* = host=fallback port=6000");
   REQUIRE(r.ok());
@@ -336,7 +336,7 @@ TEST_CASE("the database name pgbouncer is reserved for the admin console", "[con
         Lines{"pgbouncer.ini:4: database name \"pgbouncer\" is reserved for the admin console"});
 }
 
-TEST_CASE("a database defined twice keeps the later entry, with a warning", "[config][databases]") {
+TEST_CASE("a database defined twice keeps the later entry with a warning", "[config][databases]") {
   LoadResult r = LoadDatabases("a = host=one\na = host=two");
   CHECK(Db(r, "a").hosts == Lines{"two"});
   CHECK(r.config->databases.size() == 1);
@@ -348,7 +348,7 @@ TEST_CASE("a database defined twice keeps the later entry, with a warning", "[co
 // ---------------------------------------------------------------------------------------------
 // [users] and [peers]
 
-TEST_CASE("[users] entries set per-user pool settings and timeouts", "[config][users]") {
+TEST_CASE("users section entries set per-user pool settings and timeouts", "[config][users]") {
   LoadResult r = LoadText(
       "[pgbouncer]\nauth_type = any\n[users]\n"
       "alice = pool_mode=session pool_size=5 reserve_pool_size=1 max_user_connections=10 "
@@ -372,12 +372,12 @@ TEST_CASE("[users] entries set per-user pool settings and timeouts", "[config][u
   CHECK(r.config->FindUser("bob smith")->pool_mode == PoolMode::kStatement);
 }
 
-TEST_CASE("[users] rejects unknown parameters", "[config][users]") {
+TEST_CASE("users section rejects unknown parameters", "[config][users]") {
   LoadResult r = LoadText("[pgbouncer]\nauth_type = any\n[users]\nalice = host=x\n");
   CHECK(Strings(r.errors) == Lines{"pgbouncer.ini:4: user \"alice\": unknown parameter \"host\""});
 }
 
-TEST_CASE("[peers] entries give each peer's host, port and pool size", "[config][peers]") {
+TEST_CASE("peers section entries give the host and port and pool size of each peer", "[config][peers]") {
   LoadResult r = LoadText(
       "[pgbouncer]\nauth_type = any\npeer_id = 1\n[peers]\n"
       "1 = host=/tmp/pgbouncer1\n"
@@ -392,7 +392,7 @@ TEST_CASE("[peers] entries give each peer's host, port and pool size", "[config]
   CHECK_FALSE(r.config->FindPeer(1)->pool_size.has_value());
 }
 
-TEST_CASE("[peers] errors: bad ids, a missing host, unknown parameters", "[config][peers]") {
+TEST_CASE("peers section errors for bad ids and a missing host and unknown parameters", "[config][peers]") {
   LoadResult r = LoadText(
       "[pgbouncer]\nauth_type = any\n[peers]\n"
       "0 = host=a\n"
@@ -411,7 +411,7 @@ TEST_CASE("[peers] errors: bad ids, a missing host, unknown parameters", "[confi
 // ---------------------------------------------------------------------------------------------
 // %include
 
-TEST_CASE("%include reads a file relative to the working directory, like PgBouncer",
+TEST_CASE("%include reads a file relative to the working directory like PgBouncer",
           "[config][include]") {
   TempDir dir;
   dir.Write("conf.d/databases.ini", "[databases]\napp = host=db1\n");
@@ -477,7 +477,7 @@ TEST_CASE("an include loop is detected and reported", "[config][include]") {
         Lines{"self.ini:2: %include \"self.ini\": include loop, that file is already being read"});
 }
 
-TEST_CASE("includes nest at most 10 files deep, as in PgBouncer", "[config][include]") {
+TEST_CASE("includes nest at most 10 files deep as in PgBouncer", "[config][include]") {
   TempDir dir;
   for (int i = 1; i <= 11; ++i) {
     dir.Write("n" + std::to_string(i) + ".ini", "%include n" + std::to_string(i + 1) + ".ini\n");
@@ -504,7 +504,7 @@ TEST_CASE("auth_file is read relative to the working directory and its users are
   CHECK(r.config->auth_file.Find("bob")->kind == SecretKind::kMd5);
 }
 
-TEST_CASE("an auth_file that cannot be read, or is broken, makes the config fail", "[config][files]") {
+TEST_CASE("an auth_file that cannot be read or is broken makes the config fail", "[config][files]") {
   TempDir dir;
   LoadResult missing = LoadConfigText("[pgbouncer]\nauth_file = users.txt\n", "pgbouncer.ini",
                                       LoadOptions{.working_dir = dir.path()});
@@ -518,7 +518,7 @@ TEST_CASE("an auth_file that cannot be read, or is broken, makes the config fail
   CHECK(Strings(broken.errors) == Lines{"users.txt:1: expected a double-quoted user name"});
 }
 
-TEST_CASE("auth_type = any does not read auth_file, as in PgBouncer", "[config][files]") {
+TEST_CASE("auth_type any does not read auth_file as in PgBouncer", "[config][files]") {
   TempDir dir;
   LoadResult r = LoadConfigText("[pgbouncer]\nauth_type = any\nauth_file = users.txt\n",
                                 "pgbouncer.ini", LoadOptions{.working_dir = dir.path()});
@@ -554,7 +554,7 @@ TEST_CASE("a Config is a copyable value that can be shared as an immutable snaps
   CHECK(copy.FindDatabase("app")->pool_size == 99);
 }
 
-TEST_CASE("Debian's sample /etc/pgbouncer/pgbouncer.ini loads without errors", "[config][samples]") {
+TEST_CASE("the Debian sample /etc/pgbouncer/pgbouncer.ini loads without errors", "[config][samples]") {
   const std::string path = "/etc/pgbouncer/pgbouncer.ini";
   if (::access(path.c_str(), R_OK) != 0) {
     WARN("pgbouncer is not installed; skipped");
@@ -570,7 +570,7 @@ TEST_CASE("Debian's sample /etc/pgbouncer/pgbouncer.ini loads without errors", "
   CHECK(r.config->settings.unix_socket_dir == "/var/run/postgresql");
 }
 
-TEST_CASE("every setting in Debian's sample, uncommented, is recognised", "[config][samples]") {
+TEST_CASE("every setting in the Debian sample is recognised when uncommented", "[config][samples]") {
   const std::string path = "/etc/pgbouncer/pgbouncer.ini";
   std::ifstream in(path);
   if (!in) {

@@ -13,7 +13,7 @@ namespace {
 
 using testing::TempDir;
 
-TEST_CASE("--check on a valid config exits 0 and prints warnings and a summary", "[config][check]") {
+TEST_CASE("check on a valid config exits 0 and prints warnings and a summary", "[config][check]") {
   TempDir dir;
   dir.Write("users.txt", "\"alice\" \"secret\"\n\"bob\" \"pw\"\n");
   const std::string path = dir.Write("pgbouncer.ini",
@@ -30,7 +30,7 @@ TEST_CASE("--check on a valid config exits 0 and prints warnings and a summary",
             ": OK, 1 warning; 2 databases, 2 users in auth_file\n");
 }
 
-TEST_CASE("--check on a broken config exits 1 and lists every error", "[config][check]") {
+TEST_CASE("check on a broken config exits 1 and lists every error", "[config][check]") {
   TempDir dir;
   const std::string path = dir.Write("pgbouncer.ini",
                                      "[pgbouncer]\n"
@@ -48,7 +48,7 @@ TEST_CASE("--check on a broken config exits 1 and lists every error", "[config][
             path + ": 2 errors, 1 warning; the configuration would not be loaded\n");
 }
 
-TEST_CASE("--check on a file that does not exist exits 1", "[config][check]") {
+TEST_CASE("check on a file that does not exist exits 1", "[config][check]") {
   TempDir dir;
   std::ostringstream out;
   CHECK(RunConfigCheck(dir.Join("nope.ini"), out) == 1);
@@ -57,7 +57,7 @@ TEST_CASE("--check on a file that does not exist exits 1", "[config][check]") {
                          ": 1 error, 0 warnings; the configuration would not be loaded\n");
 }
 
-TEST_CASE("--check passes Debian's sample /etc/pgbouncer/pgbouncer.ini", "[config][check]") {
+TEST_CASE("check passes the Debian sample /etc/pgbouncer/pgbouncer.ini", "[config][check]") {
   const std::string path = "/etc/pgbouncer/pgbouncer.ini";
   if (::access(path.c_str(), R_OK) != 0) {
     WARN("pgbouncer is not installed; skipped");

@@ -73,7 +73,7 @@ std::string RandomLine(std::mt19937& rng) {
   return line;
 }
 
-TEST_CASE("100,000 random and mutated lines through the tokenizers end in values or errors",
+TEST_CASE("100000 random and mutated lines through the tokenizers end in values or errors",
           "[config][fuzz]") {
   std::mt19937 rng(20261128);
   size_t items = 0;
@@ -108,7 +108,7 @@ TEST_CASE("100,000 random and mutated lines through the tokenizers end in values
   CHECK(errors > 10000);
 }
 
-TEST_CASE("2,000 random whole files through the loader end in a config or errors", "[config][fuzz]") {
+TEST_CASE("2000 random whole files through the loader end in a config or errors", "[config][fuzz]") {
   std::mt19937 rng(7);
   size_t loaded = 0;
   for (int f = 0; f < 2000; ++f) {

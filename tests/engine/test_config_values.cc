@@ -65,7 +65,7 @@ const std::vector<std::string> kPgBouncer125Settings = {
     "verbose",
 };
 
-TEST_CASE("the settings table holds every PgBouncer 1.25 setting and ringbouncer's own",
+TEST_CASE("the settings table holds every PgBouncer 1.25 setting and the ringbouncer settings",
           "[config][settings]") {
   std::vector<std::string> pgbouncer;
   std::vector<std::string> own;
@@ -76,14 +76,14 @@ TEST_CASE("the settings table holds every PgBouncer 1.25 setting and ringbouncer
   CHECK(own == std::vector<std::string>{"workers"});
 }
 
-TEST_CASE("the settings table is in alphabetical order, as SHOW CONFIG lists it", "[config][settings]") {
+TEST_CASE("the settings table is in alphabetical order as SHOW CONFIG lists it", "[config][settings]") {
   std::vector<std::string> names;
   for (const SettingDef& def : AllSettings()) names.emplace_back(def.name);
   CHECK(std::is_sorted(names.begin(), names.end()));
   CHECK(std::set<std::string>(names.begin(), names.end()).size() == names.size());
 }
 
-TEST_CASE("every default in the table parses and equals the Settings field's initial value",
+TEST_CASE("every default in the table parses and equals the initial value of its Settings field",
           "[config][settings]") {
   const Settings constructed;
   const Settings from_table = DefaultSettings();
@@ -97,7 +97,7 @@ TEST_CASE("every default in the table parses and equals the Settings field's ini
   }
 }
 
-TEST_CASE("SHOW CONFIG values of the defaults look like PgBouncer's", "[config][settings]") {
+TEST_CASE("SHOW CONFIG values of the defaults look like those of PgBouncer", "[config][settings]") {
   const Settings s;
   CHECK(GetSettingValue(s, Def("listen_port")) == "6432");
   CHECK(GetSettingValue(s, Def("server_idle_timeout")) == "600");
@@ -112,7 +112,7 @@ TEST_CASE("SHOW CONFIG values of the defaults look like PgBouncer's", "[config][
   CHECK(GetSettingValue(s, Def("auth_file")) == "");
 }
 
-TEST_CASE("setting names are case-sensitive, as in PgBouncer, with a hint", "[config][settings]") {
+TEST_CASE("setting names are case-sensitive as in PgBouncer with a hint", "[config][settings]") {
   CHECK(FindSetting("listen_port") != nullptr);
   CHECK(FindSetting("Listen_Port") == nullptr);
   CHECK(ErrorOf("Listen_Port", "6000") ==
@@ -121,7 +121,7 @@ TEST_CASE("setting names are case-sensitive, as in PgBouncer, with a hint", "[co
   CHECK(ErrorOf("no_such_thing", "1") == "pgbouncer.ini:2: unknown setting \"no_such_thing\"");
 }
 
-TEST_CASE("integers are read like C's strtol with base 0: decimal, hex and octal", "[config][values]") {
+TEST_CASE("integers are read like strtol with base 0 as decimal or hex or octal", "[config][values]") {
   CHECK(Loaded("max_client_conn", "250") == "250");
   CHECK(Loaded("max_client_conn", "+250") == "250");
   CHECK(Loaded("max_client_conn", "0x20") == "32");
@@ -150,14 +150,14 @@ TEST_CASE("bad integers are errors that name the setting and the value", "[confi
         "pgbouncer.ini:2: invalid value \"\" for \"listen_port\": expected an integer");
 }
 
-TEST_CASE("max_packet_size is unsigned, as in PgBouncer", "[config][values]") {
+TEST_CASE("max_packet_size is unsigned as in PgBouncer", "[config][values]") {
   CHECK(Loaded("max_packet_size", "4294967295") == "4294967295");
   CHECK(ErrorOf("max_packet_size", "4294967296") ==
         "pgbouncer.ini:2: invalid value \"4294967296\" for \"max_packet_size\": must be between 0 "
         "and 4294967295");
 }
 
-TEST_CASE("booleans take PgBouncer's integers and also yes/no, on/off, true/false", "[config][values]") {
+TEST_CASE("booleans take integers like PgBouncer and also yes/no and on/off and true/false", "[config][values]") {
   CHECK(Loaded("log_connections", "0") == "0");
   CHECK(Loaded("log_connections", "1") == "1");
   CHECK(Loaded("log_connections", "2") == "1");
@@ -172,7 +172,7 @@ TEST_CASE("booleans take PgBouncer's integers and also yes/no, on/off, true/fals
         "yes/no, on/off, true/false)");
 }
 
-TEST_CASE("times are seconds with fractions and no units, as in PgBouncer", "[config][values]") {
+TEST_CASE("times are seconds with fractions and no units as in PgBouncer", "[config][values]") {
   CHECK(Loaded("server_idle_timeout", "30") == "30");
   CHECK(Loaded("server_idle_timeout", "0.5") == "0.5");
   CHECK(Loaded("server_idle_timeout", "1e3") == "1000");
@@ -208,7 +208,7 @@ TEST_CASE("enums are case-insensitive and shown by their canonical name", "[conf
         "plain, md5, cert, hba, ldap, pam, scram-sha-256");
 }
 
-TEST_CASE("lists are split on commas, trimmed, and empty items dropped", "[config][values]") {
+TEST_CASE("lists are split on commas and trimmed and empty items dropped", "[config][values]") {
   LoadResult r = LoadSettings("admin_users = alice, bob ,,carol \nlisten_addr = *");
   REQUIRE(r.ok());
   CHECK(r.config->settings.admin_users == std::vector<std::string>{"alice", "bob", "carol"});
@@ -218,7 +218,7 @@ TEST_CASE("lists are split on commas, trimmed, and empty items dropped", "[confi
   CHECK(Loaded("track_extra_parameters", "search_path, IntervalStyle") == "search_path,IntervalStyle");
 }
 
-TEST_CASE("strings are kept as written: quotes and ';' are part of the value", "[config][values]") {
+TEST_CASE("strings are kept as written with quotes and semicolons part of the value", "[config][values]") {
   CHECK(Loaded("server_reset_query", "DISCARD ALL; -- not a comment") ==
         "DISCARD ALL; -- not a comment");
   CHECK(Loaded("logfile", "\"/var/log/x.log\"") == "\"/var/log/x.log\"");
@@ -247,7 +247,7 @@ TEST_CASE("unix_socket_mode is read like C and shown in octal", "[config][values
         "such as 0777");
 }
 
-TEST_CASE("workers is ringbouncer's own setting; 0 means one per online CPU", "[config][values]") {
+TEST_CASE("workers is a ringbouncer setting and 0 means one per online CPU", "[config][values]") {
   LoadResult r = LoadSettings("workers = 0");
   REQUIRE(r.ok());
   CHECK(r.warnings.empty());
@@ -319,7 +319,7 @@ TEST_CASE("a reload keeps restart-only settings and names the ones that changed"
   CHECK(next.default_pool_size == 40);
 }
 
-TEST_CASE("iterating the table gives key, value, default and reload for SHOW CONFIG",
+TEST_CASE("iterating the table gives key and value and default and reload for SHOW CONFIG",
           "[config][settings]") {
   LoadResult r = LoadSettings("listen_port = 7432\nserver_lifetime = 90");
   REQUIRE(r.ok());
@@ -332,7 +332,7 @@ TEST_CASE("iterating the table gives key, value, default and reload for SHOW CON
   CHECK(rows == std::vector<std::string>{"listen_port|7432|6432|no", "server_lifetime|90|3600|yes"});
 }
 
-TEST_CASE("ShowConfigRows gives SHOW CONFIG's key, value, default and changeable", "[config][settings]") {
+TEST_CASE("ShowConfigRows gives the key and value and default and changeable columns of SHOW CONFIG", "[config][settings]") {
   Settings s;
   s.default_pool_size = 25;
   std::vector<ShowConfigRow> rows = ShowConfigRows(s);

@@ -45,7 +45,7 @@ std::string Method(const HbaRules& rules, const HbaQuery& q) {
   return m ? std::string(HbaMethodName(m->method)) : "none";
 }
 
-TEST_CASE("the first matching rule decides, and no match means none", "[hba]") {
+TEST_CASE("the first matching rule decides and no match means none", "[hba]") {
   HbaRules rules = Parse(
       "# TYPE  DATABASE  USER  ADDRESS       METHOD\n"
       "local   all       all                 peer\n"
@@ -62,7 +62,7 @@ TEST_CASE("the first matching rule decides, and no match means none", "[hba]") {
   CHECK(rules.Lookup(Client("10.1.2.3", "app", "alice"))->line == 3);
 }
 
-TEST_CASE("hostssl and hostnossl depend on TLS; local only on Unix sockets", "[hba]") {
+TEST_CASE("hostssl and hostnossl depend on TLS and local applies only on Unix sockets", "[hba]") {
   HbaRules rules = Parse(
       "hostssl   all all 0.0.0.0/0 scram-sha-256\n"
       "hostnossl all all 0.0.0.0/0 reject\n");
@@ -71,7 +71,7 @@ TEST_CASE("hostssl and hostnossl depend on TLS; local only on Unix sockets", "[h
   CHECK(Method(rules, Client("local", "d", "u")) == "none");
 }
 
-TEST_CASE("addresses: all, CIDR, address plus mask, IPv6, and IPv4-mapped clients", "[hba]") {
+TEST_CASE("addresses as all or CIDR or address plus mask or IPv6 and IPv4-mapped clients", "[hba]") {
   HbaRules rules = Parse(
       "host all a 192.168.1.0 255.255.255.0 md5\n"
       "host all b all trust\n"
@@ -88,7 +88,7 @@ TEST_CASE("addresses: all, CIDR, address plus mask, IPv6, and IPv4-mapped client
   CHECK(Method(rules, Client("::ffff:192.168.1.5", "x", "a")) == "md5");
 }
 
-TEST_CASE("database and user lists: names, quoted names, all, sameuser", "[hba]") {
+TEST_CASE("database and user lists with names and quoted names and all and sameuser", "[hba]") {
   HbaRules rules = Parse(
       "host sameuser all 0.0.0.0/0 trust\n"
       "host app,\"odd db\",\"all\" alice,\"Bob\" 0.0.0.0/0 md5\n");
@@ -113,7 +113,7 @@ TEST_CASE("replication connections match only the replication keyword", "[hba]")
   CHECK(Method(rules, Client("1.2.3.4", "app", "repl")) == "trust");
 }
 
-TEST_CASE("@file lists are read relative to the hba file's directory", "[hba]") {
+TEST_CASE("@file lists are read relative to the directory of the hba file", "[hba]") {
   TempDir dir;
   dir.Write("staff.txt", "alice, bob\n# comment\ncarol dave\n");
   dir.Write("dbs.txt", "app\n");
@@ -126,7 +126,7 @@ TEST_CASE("@file lists are read relative to the hba file's directory", "[hba]") 
   CHECK(Method(r.rules, Client("1.1.1.1", "other", "dave")) == "none");
 }
 
-TEST_CASE("options: map= for peer and cert, name=value for ldap", "[hba]") {
+TEST_CASE("options map= for peer and cert and name=value for ldap", "[hba]") {
   HbaResult r = ParseHba(
       "local all all peer map=localmap\n"
       "host all all 0.0.0.0/0 ldap ldapurl=\"ldap://127.0.0.1/dc=example?uid?sub\" ldaptls=1\n",
@@ -143,7 +143,7 @@ TEST_CASE("options: map= for peer and cert, name=value for ldap", "[hba]") {
               "this line will be refused"});
 }
 
-TEST_CASE("lines PgBouncer cannot use are skipped with a warning, as PgBouncer does", "[hba]") {
+TEST_CASE("lines PgBouncer cannot use are skipped with a warning as PgBouncer does", "[hba]") {
   HbaResult r = ParseHba(
       "hostgssenc all all 0.0.0.0/0 md5\n"
       "host samerole all 0.0.0.0/0 md5\n"
@@ -186,7 +186,7 @@ TEST_CASE("lines PgBouncer cannot use are skipped with a warning, as PgBouncer d
         });
 }
 
-TEST_CASE("peer on a TCP line is kept, so those clients are refused rather than passed on", "[hba]") {
+TEST_CASE("peer on a TCP line is kept so those clients are refused rather than passed on", "[hba]") {
   HbaResult r = ParseHba("host all all 0.0.0.0/0 peer\nhost all all 0.0.0.0/0 trust\n", "hba.conf", "");
   REQUIRE(r.rules.rules.size() == 2);
   CHECK(Method(r.rules, Client("1.2.3.4", "d", "u")) == "peer");
@@ -195,7 +195,7 @@ TEST_CASE("peer on a TCP line is kept, so those clients are refused rather than 
               "this line will be refused"});
 }
 
-TEST_CASE("a missing hba file is an error; a missing @file skips its line", "[hba]") {
+TEST_CASE("a missing hba file is an error and a missing @file skips its line", "[hba]") {
   TempDir dir;
   HbaResult missing = LoadHbaFile("nope.conf", dir.path());
   CHECK(Strings(missing.errors) ==
@@ -208,7 +208,7 @@ TEST_CASE("a missing hba file is an error; a missing @file skips its line", "[hb
               "\": No such file or directory; line ignored"});
 }
 
-TEST_CASE("client addresses come from sockaddr, with IPv4-mapped IPv6 turned into IPv4", "[hba]") {
+TEST_CASE("client addresses come from sockaddr with IPv4-mapped IPv6 turned into IPv4", "[hba]") {
   sockaddr_in6 in6{};
   in6.sin6_family = AF_INET6;
   inet_pton(AF_INET6, "::ffff:10.0.0.5", &in6.sin6_addr);
