@@ -25,23 +25,10 @@ namespace rb::engine {
 
 namespace {
 
-constexpr uint32_t kHighWatermark = 256 * 1024;
 constexpr uint32_t kAuthMessageMax = 16 * 1024;  // a password or SASL message; anything longer is abuse
 constexpr int64_t kFlushTimeoutNs = 5'000'000'000;
 
 int64_t ToNanos(absl::Duration d) { return absl::ToInt64Nanoseconds(d); }
-
-// Pauses a recv for backpressure: the multishot recv is cancelled and not re-armed until the
-// other side has drained.
-template <typename Conn>
-void PauseRecv(netio::Ring* ring, Conn* c, uint8_t op) {
-  if (c->io.recv_paused) return;
-  c->io.recv_paused = true;
-  if (!c->io.recv_armed) return;
-  io_uring_sqe* sqe = ring->Sqe();
-  io_uring_prep_cancel64(sqe, netio::Tag{op, c->generation, c->slot}.Pack(), 0);
-  io_uring_sqe_set_data64(sqe, 0);
-}
 
 // Scans a pooled client's bytes: tracks requests and stops before a Terminate.
 struct ClientScan {
@@ -49,9 +36,7 @@ struct ClientScan {
   PoolStats* stats;
   bool OnType(uint8_t type) {
     if (type == 'X') return false;
-    bool was_busy = c->tracker.Busy();
     c->tracker.OnClientMessage(type);
-    if (!was_busy && c->tracker.Busy()) c->request_time_ns = 0;  // marks "query started"; set by caller
     if (stats) {
       if (type == 'P') ++stats->client_parses;
       if (type == 'B') ++stats->binds;
@@ -138,14 +123,10 @@ void Worker::OnClientSendDone(ClientConn* c, const io_uring_cqe& cqe) {
     FreeClientIfDone(c);
     return;
   }
-  if (c->close_after_flush && c->io.out.empty()) {
-    CloseClient(c, "", true);
-    return;
-  }
   // Backpressure release: the server stopped reading because this client was slow.
   ServerConn* s = c->server;
-  if (s && s->io.recv_paused && c->io.out.bytes < kHighWatermark / 4 && s->state != ServerState::kClosing) {
-    ArmRecv(s, kOpServerRecv);
+  if (s && s->io.recv_paused && c->io.out.bytes < kLowWatermark && s->state != ServerState::kClosing) {
+    ResumeRecv(s, kOpServerRecv);
   }
 }
 
@@ -229,7 +210,7 @@ void Worker::HandleStartupPacket(ClientConn* c, const uint8_t* data, uint32_t le
   if (!scratch_.empty()) buffers_->AppendCopy(c->io.out, scratch_.data(), scratch_.size());
 
   if (cfg.log_connections) {
-    RB_LOG("%s login attempt: db=%s user=%s tls=no", ClientPrefix(c), L->database, L->user);
+    RB_LOG("%s login attempt: db=%s user=%s tls=no replication=no", ClientPrefix(c), L->database, L->user);
   }
 
   // Startup parameters: the tracked ones become the client's session settings; the ones named
@@ -262,8 +243,9 @@ void Worker::HandleStartupPacket(ClientConn* c, const uint8_t* data, uint32_t le
         } else if (absl::StartsWith(words[w], "--")) {
           setting = words[w].substr(2);
         } else {
-          ok = false;
-          break;
+          if (ignored("options")) break;
+          RejectClient(c, "unsupported options startup parameter: only '-c config=val' and '--config=val' are allowed", "08P01");
+          return;
         }
         std::pair<std::string, std::string> kv = absl::StrSplit(setting, absl::MaxSplits('=', 1));
         std::string name = kv.first;
@@ -272,13 +254,12 @@ void Worker::HandleStartupPacket(ClientConn* c, const uint8_t* data, uint32_t le
         if (vidx >= 0) {
           L->tracked.emplace_back(vidx, kv.second);
         } else if (!ignored(name) && !ignored("options")) {
-          ok = false;
+          RB_WARN("%s unsupported startup parameter in options: %s=%s", ClientPrefix(c), name, kv.second);
+          RejectClient(c, absl::StrCat("unsupported startup parameter in options: ", name), "08P01");
+          return;
         }
       }
-      if (!ok && !ignored("options")) {
-        RejectClient(c, absl::StrCat("unsupported options startup parameter: parameter ", value, " is not tracked"), "08P01");
-        return;
-      }
+      (void)ok;
       continue;
     }
     if (ignored(key)) continue;
@@ -286,6 +267,7 @@ void Worker::HandleStartupPacket(ClientConn* c, const uint8_t* data, uint32_t le
       RejectClient(c, "replication connections are not supported", "08P01");
       return;
     }
+    RB_WARN("%s unsupported startup parameter: %s=%s", ClientPrefix(c), std::string(key), std::string(value));
     RejectClient(c, absl::StrCat("unsupported startup parameter: ", key), "08P01");
     return;
   }
@@ -307,18 +289,16 @@ void Worker::HandleStartupPacket(ClientConn* c, const uint8_t* data, uint32_t le
       }
       db = auto_db.get();
     }
-    if (!db) {
-      RejectClient(c, absl::StrCat("no such database: ", L->database), "3D000");
-      return;
-    }
+    // An unknown database is reported only after authentication, as PgBouncer does, so that
+    // a stranger can't probe for database names.
     L->db = db;
   }
 
-  if (!shared_->total_clients.TryAcquire(cfg.max_client_conn)) {
+  if (!L->admin && !shared_->total_clients.TryAcquire(cfg.max_client_conn)) {
     RejectClient(c, "no more connections allowed (max_client_conn)", "53300");
     return;
   }
-  c->counted = true;
+  c->counted = !L->admin;
   StartClientAuth(c);
 }
 
@@ -330,6 +310,8 @@ void Worker::StartClientAuth(ClientConn* c) {
   if (au) {
     L->secret = au->secret;
     L->secret_kind = au->kind;
+  } else if (cfg.auth_type != AuthType::kAny) {
+    RB_LOG("%s no such user: %s", ClientPrefix(c), L->user);
   }
   bool is_unix = c->listener_kind == static_cast<uint8_t>(ListenerKind::kUnix);
 
@@ -360,9 +342,7 @@ void Worker::StartClientAuth(ClientConn* c) {
     q.user = L->user;
     std::optional<HbaMatch> m = config_->hba->Lookup(q);
     if (!m) {
-      RejectClient(c, absl::StrCat("no pg_hba.conf entry for host \"", c->addr.ToString(), "\", user \"", L->user,
-                                   "\", database \"", L->database, "\""),
-                   "28000");
+      RejectClient(c, "no authentication method is found", "28000");
       return;
     }
     switch (m->method) {
@@ -376,11 +356,14 @@ void Worker::StartClientAuth(ClientConn* c) {
         if (pw && L->user == pw->pw_name) {
           method = ClientAuthMethod::kTrust;
         } else {
-          RejectClient(c, absl::StrCat("peer authentication failed for user \"", L->user, "\""), "28000");
+          RejectClient(c, "unix socket login rejected", "28000");
           return;
         }
         break;
       }
+      case HbaMethod::kReject:
+        RejectClient(c, "login rejected", "28000");
+        return;
       default:
         RejectClient(c, absl::StrCat("authentication method \"", std::string(HbaMethodName(m->method)), "\" is not supported"), "28000");
         return;
@@ -409,10 +392,16 @@ void Worker::StartClientAuth(ClientConn* c) {
     }
   }
 
+  if (type == AuthType::kAny && !L->admin && L->db && !L->db->user.has_value()) {
+    // "any" ignores the client's user name, so the database must name the one to log in as.
+    RB_ERROR("%s auth_type=any requires forced user", ClientPrefix(c));
+    RejectClient(c, "bouncer config error", "08P01");
+    return;
+  }
   if (method == ClientAuthMethod::kTrust) {
     // PgBouncer's trust still wants the user in the auth_file; "any" does not.
-    if (type == AuthType::kTrust && !L->user_known && !L->admin && !config_->auth_file.users.empty()) {
-      RejectClient(c, absl::StrCat("password authentication failed for user \"", L->user, "\""), "28P01");
+    if (type == AuthType::kTrust && !L->user_known && !L->admin) {
+      RejectClient(c, "\"trust\" authentication failed", "28P01");
       return;
     }
     L->method = method;
@@ -463,9 +452,7 @@ void Worker::StartClientAuth(ClientConn* c) {
 void Worker::HandleAuthMessage(ClientConn* c, uint8_t type, const uint8_t* body, uint32_t len) {
   ClientLogin* L = c->login;
   absl::Span<const uint8_t> b(body, len);
-  auto fail = [&] {
-    RejectClient(c, absl::StrCat("password authentication failed for user \"", L->user, "\""), "28P01");
-  };
+  auto fail = [&] { RejectClient(c, "password authentication failed", "28P01"); };
   if (type != 'p') {
     counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
     RejectClient(c, absl::StrFormat("expected password response, got message type %d", type), "08P01");
@@ -476,6 +463,10 @@ void Worker::HandleAuthMessage(ClientConn* c, uint8_t type, const uint8_t* body,
       absl::string_view pw;
       if (proto::ParsePasswordMessage(b, &pw) != proto::ParseError::kOk) {
         RejectClient(c, "invalid password packet", "08P01");
+        return;
+      }
+      if (pw.empty()) {
+        RejectClient(c, "empty password returned by client", "28P01");
         return;
       }
       bool ok = false;
@@ -543,7 +534,11 @@ void Worker::HandleAuthMessage(ClientConn* c, uint8_t type, const uint8_t* body,
         return;
       }
       proto::ScramResult r = L->scram->HandleClientFinal(data, &out);
-      if (r == proto::ScramResult::kWrongPassword || (r == proto::ScramResult::kOk && !L->user_known)) return fail();
+      if (r == proto::ScramResult::kWrongPassword || (r == proto::ScramResult::kOk && !L->user_known)) {
+        RB_ERROR("%s password authentication failed", ClientPrefix(c));
+        RejectClient(c, "SASL authentication failed", "28P01");
+        return;
+      }
       if (r != proto::ScramResult::kOk) {
         RejectClient(c, "malformed SASL message", "08P01");
         return;
@@ -575,6 +570,11 @@ void Worker::ClientAuthenticated(ClientConn* c) {
 void Worker::FinishClientLogin(ClientConn* c) {
   ClientLogin* L = c->login;
   const DatabaseConfig* db = L->db;
+  if (!db) {
+    RB_LOG("%s login failed: db=%s user=%s", ClientPrefix(c), L->database, L->user);
+    RejectClient(c, absl::StrCat("no such database: ", L->database), "3D000");
+    return;
+  }
   // A forced user in [databases] means one pool for the database, logged in as that user.
   std::string server_user = db->user.has_value() ? *db->user : L->user;
   Pool* pool = FindOrCreatePool(db->name, server_user, db);
@@ -584,7 +584,7 @@ void Worker::FinishClientLogin(ClientConn* c) {
   int max_db_clients = db->max_db_client_connections.value_or(cfg.max_db_client_connections);
   if (!pool->db_shared->clients.TryAcquire(max_db_clients)) {
     c->pool = nullptr;
-    RejectClient(c, "no more connections allowed (max_db_client_connections)", "53300");
+    RejectClient(c, "client connections exceeded (max_db_client_connections)", "53300");
     return;
   }
   const UserConfig* uc = config_->FindUser(L->user);
@@ -593,7 +593,7 @@ void Worker::FinishClientLogin(ClientConn* c) {
   if (!pool->user_shared->clients.TryAcquire(max_user_clients)) {
     pool->db_shared->clients.Release();
     c->pool = nullptr;
-    RejectClient(c, "no more connections allowed (max_user_client_connections)", "53300");
+    RejectClient(c, "client connections exceeded (max_user_client_connections)", "53300");
     return;
   }
   c->pool_counted = true;
@@ -738,12 +738,12 @@ void Worker::ClientData(ClientConn* c, uint32_t buf, uint32_t off, uint32_t len)
         if (s->state == ServerState::kSetup) {
           // SET commands are still running on the server: keep the bytes until they are done.
           buffers_->Append(c->held, buf, off, fwd);
-          if (c->held.bytes > kHighWatermark) PauseRecv(ring_.get(), c, kOpClientRecv);
+          if (c->held.bytes > kHighWatermark) PauseRecv(c, kOpClientRecv);
           break;
         }
         buffers_->Append(s->io.out, buf, off, fwd);
         SendServer(s);
-        if (s->io.out.bytes > kHighWatermark) PauseRecv(ring_.get(), c, kOpClientRecv);
+        if (s->io.out.bytes > kHighWatermark) PauseRecv(c, kOpClientRecv);
         if (config_->settings.query_timeout > absl::ZeroDuration() || pool->settings.query_timeout > absl::ZeroDuration()) {
           ArmClientTimer(c);
         }
@@ -761,7 +761,7 @@ void Worker::ClientData(ClientConn* c, uint32_t buf, uint32_t off, uint32_t len)
       case ClientState::kLogin:
       case ClientState::kAuth:
         buffers_->Append(c->held, buf, off, fwd);
-        if (c->held.bytes > kHighWatermark) PauseRecv(ring_.get(), c, kOpClientRecv);
+        if (c->held.bytes > kHighWatermark) PauseRecv(c, kOpClientRecv);
         break;
       default:
         break;
@@ -843,11 +843,7 @@ void Worker::CloseClient(ClientConn* c, const std::string& reason, bool flush) {
   if (flush && !c->io.out.empty() && !c->io.eof) {
     // Stop reading, keep sending; FreeClientIfDone waits for the send queue to empty.
     c->close_after_flush = true;
-    if (c->io.recv_armed) {
-      io_uring_sqe* sqe = ring_->Sqe();
-      io_uring_prep_cancel64(sqe, netio::Tag{kOpClientRecv, c->generation, c->slot}.Pack(), 0);
-      io_uring_sqe_set_data64(sqe, 0);
-    }
+    PauseRecv(c, kOpClientRecv);
     timers_->Arm(&c->timer, now_ns_ + kFlushTimeoutNs);
     return;
   }
@@ -860,9 +856,11 @@ void Worker::FreeClientIfDone(ClientConn* c) {
   if (c->close_after_flush) {
     if (!c->io.out.empty() && !c->io.eof) return;  // still flushing
     c->close_after_flush = false;
-    CancelIo(c);
   }
-  if (c->io.pending > 0) return;
+  if (c->io.pending > 0) {
+    CancelIo(c);
+    return;
+  }
   if (c->io.fd >= 0) close(c->io.fd);
   c->io.fd = -1;
   buffers_->Clear(c->io.out);
@@ -892,6 +890,8 @@ void Worker::ArmClientTimer(ClientConn* c) {
       deadline = Deadline(c->connect_time_ns, cfg.client_login_timeout);
       break;
     case ClientState::kWaitWelcome:
+      deadline = Deadline(c->connect_time_ns, cfg.client_login_timeout);
+      break;
     case ClientState::kWaiting:
       deadline = Deadline(c->request_time_ns, ps ? ps->query_wait_timeout : cfg.query_wait_timeout);
       break;
@@ -922,9 +922,10 @@ void Worker::ArmClientTimer(ClientConn* c) {
 
 void Worker::OnClientTimer(ClientConn* c) {
   if (c->state == ClientState::kClosing) {
-    // The peer would not take its error message: close without it.
+    // The peer would not take its error message: give up on it. The queue is released once
+    // the cancelled send has completed.
     if (c->close_after_flush) {
-      buffers_->Clear(c->io.out);
+      c->io.eof = true;
       FreeClientIfDone(c);
     }
     return;
@@ -940,6 +941,11 @@ void Worker::OnClientTimer(ClientConn* c) {
       }
       break;
     case ClientState::kWaitWelcome:
+      if (Deadline(c->connect_time_ns, cfg.client_login_timeout) <= now_ns_) {
+        RejectClient(c, "client_login_timeout (server down)", "08P01");
+        return;
+      }
+      break;
     case ClientState::kWaiting:
       if (ps && Deadline(c->request_time_ns, ps->query_wait_timeout) <= now_ns_ && ps->query_wait_timeout > absl::ZeroDuration()) {
         RejectClient(c, "query_wait_timeout", "08P01");
@@ -956,17 +962,19 @@ void Worker::OnClientTimer(ClientConn* c) {
       if (!ps) break;
       if (c->tracker.Busy()) {
         if (ps->query_timeout > absl::ZeroDuration() && Deadline(c->query_start_ns, ps->query_timeout) <= now_ns_) {
-          // query_timeout cancels the query on the server; the client gets PostgreSQL's own
-          // "canceling statement due to user request" and keeps its connection. If the server
-          // ignores the cancel for another query_timeout, both go.
-          if (!c->cancel_sent) {
-            c->cancel_sent = true;
-            c->query_start_ns = now_ns_;
-            if (c->server) SendCancelToServer(c->server->backend_key, c->pool);
-          } else {
-            RejectClient(c, "query_timeout", "08P01");
-            return;
+          // As PgBouncer: the client gets "query timeout" and both connections close. Closing
+          // a socket does not stop a running query in PostgreSQL, so cancel it first.
+          if (ServerConn* s = c->server) {
+            SendCancelToServer(s->backend_key, c->pool);
+            c->server = nullptr;
+            s->client = nullptr;
+            --c->pool->cl_active;
+            c->state = ClientState::kIdle;
+            ++c->pool->cl_idle;
+            CloseServer(s, "query timeout");
           }
+          RejectClient(c, "query timeout", "08P01");
+          return;
         }
       } else if (c->tracker.InTransaction()) {
         if (ps->idle_transaction_timeout > absl::ZeroDuration() &&

@@ -36,7 +36,8 @@ struct SocketIo {
   bool recv_paused = false;  // backpressure: the peer's send queue is over the high watermark
   bool recv_starved = false; // the buffer ring ran dry; on the worker's re-arm list
   bool send_busy = false;    // one send at a time keeps bytes in order
-  bool eof = false;
+  bool eof = false;           // the peer is gone (or we gave up on it): nothing more to send
+  bool cancel_issued = false; // a cancel for every in-flight operation has been submitted
   ByteQueue out;             // bytes waiting to be sent on this socket
 };
 

@@ -137,6 +137,14 @@ int main(int argc, char** argv) {
   }
   Config config = std::move(*loaded.config);
   const Settings& s = config.settings;
+  // TLS is not implemented yet. Where the operator demands it, serving plain text instead
+  // would be a silent downgrade: refuse to start. (prefer/allow/disable degrade to plain
+  // text, which is what those modes permit.)
+  if (s.client_tls_sslmode >= SslMode::kRequire || s.server_tls_sslmode >= SslMode::kRequire) {
+    RB_ERROR("TLS is not supported yet by ringbouncer, but %s requires it; refusing to start",
+             s.client_tls_sslmode >= SslMode::kRequire ? "client_tls_sslmode" : "server_tls_sslmode");
+    return 1;
+  }
   if (opts.daemon) {
     if (s.pidfile.empty()) {
       RB_ERROR("daemon needs pidfile configured");

@@ -158,7 +158,7 @@ void Worker::ContinueLink(ClientConn* c, ServerConn* s) {
   buffers_->Splice(s->io.out, c->held);
   SendServer(s);
   ArmClientTimer(c);
-  if (c->io.recv_paused && !c->io.recv_armed && c->state != ClientState::kClosing) ArmRecv(c, kOpClientRecv);
+  if (c->io.recv_paused && s->io.out.bytes < kHighWatermark) ResumeRecv(c, kOpClientRecv);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -176,6 +176,8 @@ void Worker::ReleaseServer(ServerConn* s, bool client_gone) {
       ++pool->cl_idle;
       c->last_active_ns = now_ns_;
       ArmClientTimer(c);
+      // SIGINT / SHUTDOWN WAIT_FOR_SERVERS: once its transaction is over, the client goes.
+      if (stopping_ && shutdown_mode_ == ShutdownMode::kWaitForServers) CloseClient(c, "server shutting down");
     }
   }
   --pool->sv_active;
@@ -195,9 +197,6 @@ void Worker::ReleaseServer(ServerConn* s, bool client_gone) {
   const Settings& cfg = config_->settings;
   bool reset = (pool->settings.mode == PoolMode::kSession && client_gone) || cfg.server_reset_query_always;
   if (reset && !cfg.server_reset_query.empty()) {
-    --pool->sv_setup;  // StartSetup counts it in; undo the double count from kIdle
-    ++pool->sv_setup;
-    s->state = ServerState::kIdle;
     StartSetup(s, SetupStep::kResetQuery, cfg.server_reset_query);
     return;
   }
@@ -324,9 +323,10 @@ void Worker::OnServerHandover(ServerHandoff* h) {
   if (it == pools_by_shared_.end()) {
     // We asked, so we had this pool; it can only be gone if the worker is shutting down.
     // The budget came with the server, so give it back by closing it properly.
-    s->state = ServerState::kIdle;
     s->pool = nullptr;
     h->pool->servers.Release();
+    shared_->Database(h->pool->database)->servers.Release();
+    shared_->User(h->pool->user)->servers.Release();
     h->pool->per_worker_servers[id_].fetch_sub(1, std::memory_order_relaxed);
     s->state = ServerState::kClosing;
     FreeServerIfDone(s);

@@ -25,19 +25,8 @@ namespace rb::engine {
 
 namespace {
 
-constexpr uint32_t kHighWatermark = 256 * 1024;
 
 int64_t ToNanos(absl::Duration d) { return absl::ToInt64Nanoseconds(d); }
-
-template <typename Conn>
-void PauseRecv(netio::Ring* ring, Conn* c, uint8_t op) {
-  if (c->io.recv_paused) return;
-  c->io.recv_paused = true;
-  if (!c->io.recv_armed) return;
-  io_uring_sqe* sqe = ring->Sqe();
-  io_uring_prep_cancel64(sqe, netio::Tag{op, c->generation, c->slot}.Pack(), 0);
-  io_uring_sqe_set_data64(sqe, 0);
-}
 
 }  // namespace
 
@@ -328,9 +317,9 @@ void Worker::OnServerSendDone(ServerConn* s, const io_uring_cqe& cqe) {
     return;
   }
   ClientConn* c = s->client;
-  if (c && c->io.recv_paused && s->io.out.bytes < kHighWatermark / 4 && c->held.bytes < kHighWatermark / 4 &&
+  if (c && c->io.recv_paused && s->io.out.bytes < kLowWatermark && c->held.bytes < kLowWatermark &&
       c->state != ClientState::kClosing) {
-    ArmRecv(c, kOpClientRecv);
+    ResumeRecv(c, kOpClientRecv);
   }
 }
 
@@ -622,7 +611,7 @@ void Worker::ServerData(ServerConn* s, uint32_t buf, uint32_t len) {
   buffers_->Append(c->io.out, buf, 0, len);
   pool->stats.bytes_sent += len;
   SendClient(c);
-  if (c->io.out.bytes > kHighWatermark) PauseRecv(ring_.get(), s, kOpServerRecv);
+  if (c->io.out.bytes > kHighWatermark) PauseRecv(s, kOpServerRecv);
   if (!scan.saw_ready) return;
 
   c->last_active_ns = now_ns_;
@@ -746,9 +735,13 @@ void Worker::SetupDone(ServerConn* s) {
       return;
     case SetupStep::kCheckQuery:
     case SetupStep::kSetVars:
+      if (!c) {
+        ServerIdle(s);
+        return;
+      }
       s->state = ServerState::kActive;
       ++pool->sv_active;
-      if (c) ContinueLink(c, s);
+      ContinueLink(c, s);
       return;
     case SetupStep::kNone:
       return;

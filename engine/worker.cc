@@ -27,11 +27,8 @@ namespace {
 // Buffers: 16 KiB each, a power-of-two count per worker. Every received byte lands in one of
 // them, so this is also the bound on memory held by slow peers (DESIGN.md decision 4).
 constexpr uint32_t kBufferSize = 16 * 1024;
-constexpr uint32_t kBufferCount = 512;
+constexpr uint32_t kBufferCount = 256;
 constexpr uint16_t kBufferGroup = 0;
-// Backpressure: stop reading from a peer once this much waits to be sent to the other side.
-constexpr uint32_t kHighWatermark = 256 * 1024;
-constexpr uint32_t kLowWatermark = 64 * 1024;
 // Re-arm starved receives once this many buffers are back.
 constexpr uint32_t kStarvedRearmThreshold = kBufferCount / 8;
 constexpr int64_t kTickNs = 100'000'000;        // timer wheel resolution
@@ -96,6 +93,13 @@ void Worker::Run() {
   counters_.accepting.store(true, std::memory_order_relaxed);
   ready_.store(true, std::memory_order_release);
   Loop();
+  // The buffer ring must be unregistered by the ring's own thread (a SINGLE_ISSUER ring refuses
+  // others with -EEXIST), and before the ring goes away.
+  admin_.reset();
+  buffers_.reset();
+  buffer_ring_.reset();
+  shared_->endpoint(id_).ring_fd.store(-1, std::memory_order_release);
+  ring_.reset();
   finished_.store(true, std::memory_order_release);
 }
 
@@ -310,6 +314,9 @@ bool Worker::OnSendComplete(Conn* c, Op op, const io_uring_cqe& cqe) {
   c->io.send_busy = false;
   --c->io.pending;
   if (cqe.res < 0) {
+    // The queue stays as it is (its buffers are released when the connection is freed); the
+    // peer can't take more bytes, so stop trying.
+    c->io.eof = true;
     return false;
   }
   buffers_->Consume(c->io.out, static_cast<uint32_t>(cqe.res));
@@ -319,12 +326,31 @@ bool Worker::OnSendComplete(Conn* c, Op op, const io_uring_cqe& cqe) {
 
 template <typename Conn>
 void Worker::CancelIo(Conn* c) {
-  if (c->io.fd < 0) return;
+  if (c->io.fd < 0 || c->io.cancel_issued) return;
   if (c->io.pending > 0) {
     io_uring_sqe* sqe = ring_->Sqe();
     io_uring_prep_cancel_fd(sqe, c->io.fd, IORING_ASYNC_CANCEL_ALL);
     io_uring_sqe_set_data64(sqe, netio::Tag{kOpIgnore, 0, 0}.Pack());
+    c->io.cancel_issued = true;
   }
+}
+
+template <typename Conn>
+void Worker::PauseRecv(Conn* c, Op op) {
+  if (c->io.recv_paused) return;
+  c->io.recv_paused = true;
+  if (!c->io.recv_armed) return;
+  io_uring_sqe* sqe = ring_->Sqe();
+  io_uring_prep_cancel64(sqe, netio::Tag{op, c->generation, c->slot}.Pack(), 0);
+  io_uring_sqe_set_data64(sqe, netio::Tag{kOpIgnore, 0, 0}.Pack());
+}
+
+template <typename Conn>
+void Worker::ResumeRecv(Conn* c, Op op) {
+  // Clearing the flag is enough while the cancelled recv has not posted its last completion:
+  // the completion handler re-arms once it sees the flag clear.
+  c->io.recv_paused = false;
+  if (!c->io.recv_armed && !c->io.recv_starved && !c->io.eof) ArmRecv(c, op);
 }
 
 void Worker::RearmStarved() {
@@ -371,6 +397,12 @@ void Worker::Maintenance() {
     if (!listeners_[i].armed && listeners_[i].retry_at_ns <= now_ns_) ArmAccept(i);
   }
   for (auto& [key, pool] : pools_) PoolMaintenance(pool.get());
+  if (stopping_ && (shutdown_mode_ != ShutdownMode::kWaitForClients || clients_.live() == 0)) {
+    // Servers parked in the pool are not needed any more.
+    for (auto& [key, pool] : pools_) {
+      while (ServerConn* s = pool->idle.front()) CloseServer(s, "server shutting down");
+    }
+  }
   PublishCounters();
   if (stopping_ && shutdown_mode_ == ShutdownMode::kWaitForServers) {
     // SIGINT: clients with no server can go now; linked ones when their transaction ends.
@@ -384,6 +416,20 @@ void Worker::Maintenance() {
 
 void Worker::PublishCounters() {
   counters_.servers.store(static_cast<int>(servers_.live()), std::memory_order_relaxed);
+  PoolStats total;
+  for (auto& [key, pool] : pools_) {
+    const PoolStats& p = pool->stats;
+    total.xacts += p.xacts;
+    total.queries += p.queries;
+    total.xact_time_us += p.xact_time_us;
+    total.query_time_us += p.query_time_us;
+    total.wait_time_us += p.wait_time_us;
+  }
+  counters_.xacts.store(total.xacts, std::memory_order_relaxed);
+  counters_.queries.store(total.queries, std::memory_order_relaxed);
+  counters_.xact_us.store(total.xact_time_us, std::memory_order_relaxed);
+  counters_.query_us.store(total.query_time_us, std::memory_order_relaxed);
+  counters_.wait_us.store(total.wait_time_us, std::memory_order_relaxed);
   rusage ru{};
   if (getrusage(RUSAGE_THREAD, &ru) == 0) {
     uint64_t us = static_cast<uint64_t>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1'000'000 +
@@ -533,5 +579,9 @@ template bool Worker::OnSendComplete<ClientConn>(ClientConn*, Op, const io_uring
 template bool Worker::OnSendComplete<ServerConn>(ServerConn*, Op, const io_uring_cqe&);
 template void Worker::CancelIo<ClientConn>(ClientConn*);
 template void Worker::CancelIo<ServerConn>(ServerConn*);
+template void Worker::PauseRecv<ClientConn>(ClientConn*, Op);
+template void Worker::PauseRecv<ServerConn>(ServerConn*, Op);
+template void Worker::ResumeRecv<ClientConn>(ClientConn*, Op);
+template void Worker::ResumeRecv<ServerConn>(ServerConn*, Op);
 
 }  // namespace rb::engine

@@ -121,6 +121,12 @@ class Worker {
   bool failed() const { return failed_.load(std::memory_order_acquire); }
   bool finished() const { return finished_.load(std::memory_order_acquire); }
 
+  // Backpressure: stop reading from a peer once this much waits to be sent to the other side,
+  // start again below the low mark. Together with the buffer ring's size, this bounds the
+  // memory a slow peer can pin.
+  static constexpr uint32_t kHighWatermark = 64 * 1024;
+  static constexpr uint32_t kLowWatermark = 16 * 1024;
+
  private:
   friend class AdminConsole;
   // Completion operation codes (netio::Tag::op).
@@ -156,6 +162,12 @@ class Worker {
   bool OnSendComplete(Conn* c, Op op, const io_uring_cqe& cqe);
   template <typename Conn>
   void CancelIo(Conn* c);
+  // Backpressure (DESIGN.md decision 4): stop reading from a peer while the other side's send
+  // queue is over the high watermark; resume below the low one.
+  template <typename Conn>
+  void PauseRecv(Conn* c, Op op);
+  template <typename Conn>
+  void ResumeRecv(Conn* c, Op op);
   void SendClient(ClientConn* c) { StartSend(c, kOpClientSend); }
   void SendServer(ServerConn* s) { StartSend(s, kOpServerSend); }
   void RearmStarved();
