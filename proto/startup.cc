@@ -1,5 +1,7 @@
 #include "proto/startup.h"
 
+#include "absl/container/flat_hash_set.h"
+
 #include <algorithm>
 #include <cstring>
 #include <numeric>
@@ -43,7 +45,6 @@ const char* StartupErrorName(StartupError error) {
     case StartupError::kUnterminated: return "unterminated";
     case StartupError::kTrailingBytes: return "trailing bytes";
     case StartupError::kMissingValue: return "missing value";
-    case StartupError::kDuplicateKey: return "duplicate key";
     case StartupError::kMissingUser: return "missing user";
   }
   return "unknown";
@@ -152,37 +153,26 @@ StartupError ParseStartupPacket(const uint8_t* data, uint32_t len, StartupPacket
   // PostgreSQL insists the terminator is the last byte ("invalid startup packet layout").
   if (pos != payload_len) return Fail(StartupError::kTrailingBytes, data, len, detail);
 
-  // PostgreSQL and PgBouncer let a repeated key overwrite the first; we refuse it, because two
-  // components reading first-wins and last-wins (auth vs routing, say) is how a login ends up
-  // authenticated as one user and pooled as another.
+  // PostgreSQL and PgBouncer let a repeated key overwrite the earlier one, so a drop-in must
+  // accept it too. Earlier copies are dropped here, so that every reader (auth, routing, the
+  // tracked parameters) sees the same single value: two readers disagreeing on first-wins and
+  // last-wins is how a login ends up authenticated as one user and pooled as another.
+  {
+    const size_t total = out->params_.size();
+    std::vector<bool> keep(total, true);
+    if (total <= kPairwiseDuplicateLimit) {
+      for (size_t i = 0; i < total; ++i)
+        for (size_t j = i + 1; j < total && keep[i]; ++j) keep[i] = out->key(i) != out->key(j);
+    } else {
+      absl::flat_hash_set<absl::string_view> seen;
+      for (size_t i = total; i-- > 0;) keep[i] = seen.insert(out->key(i)).second;
+    }
+    size_t w = 0;
+    for (size_t i = 0; i < total; ++i)
+      if (keep[i]) out->params_[w++] = out->params_[i];
+    out->params_.resize(w);
+  }
   const size_t n = out->params_.size();
-  std::optional<size_t> duplicate;
-  if (n <= kPairwiseDuplicateLimit) {
-    for (size_t i = 1; i < n && !duplicate; ++i) {
-      for (size_t j = 0; j < i; ++j) {
-        if (out->key(i) == out->key(j)) {
-          duplicate = i;
-          break;
-        }
-      }
-    }
-  } else {
-    std::vector<uint16_t> order(n);
-    std::iota(order.begin(), order.end(), uint16_t{0});
-    std::sort(order.begin(), order.end(),
-              [&](uint16_t a, uint16_t b) { return out->key(a) < out->key(b); });
-    for (size_t i = 1; i < n; ++i) {
-      if (out->key(order[i]) == out->key(order[i - 1])) {
-        duplicate = order[i];
-        break;
-      }
-    }
-  }
-  if (duplicate.has_value()) {
-    out->error_detail_ = std::string(out->key(*duplicate));
-    return StartupError::kDuplicateKey;
-  }
-
   for (size_t i = 0; i < n; ++i) {
     if (StartupPacket::IsProtocolOption(out->key(i))) out->has_protocol_options_ = true;
   }
@@ -208,11 +198,6 @@ std::string StartupErrorMessage(StartupError error, const StartupPacket& packet)
     case StartupError::kMissingValue:
       // PgBouncer stops at the first bad string and says nothing; PostgreSQL's wording:
       return "invalid startup packet layout: expected terminator as last byte";
-    case StartupError::kDuplicateKey: {
-      std::string reason = absl::StrCat("duplicate startup parameter: ", packet.error_detail());
-      if (reason.size() > kMaxReasonLength) reason.resize(kMaxReasonLength);
-      return reason;
-    }
     case StartupError::kMissingUser:
       return "no username supplied";
   }

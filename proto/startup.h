@@ -41,7 +41,6 @@ enum class [[nodiscard]] StartupError : uint8_t {
   kUnterminated,      // a key or value without its NUL, or no empty key at the end
   kTrailingBytes,     // bytes after the empty key that ends the parameter list
   kMissingValue,      // a key with no value after it (an odd number of strings)
-  kDuplicateKey,      // the same key twice
   kMissingUser,       // no `user`, or an empty one
 };
 
@@ -92,7 +91,7 @@ class StartupPacket {
   // or another pooler) and can't be routed by its bits.
   bool CancelKeyIsOurs() const { return strings_.size() == 8; }
 
-  // On an error: the offending key (kDuplicateKey) or the packet's first bytes in hex.
+  // On an error: the packet's first bytes in hex.
   absl::string_view error_detail() const { return error_detail_; }
 
   void Clear();
