@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <numeric>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -15,7 +14,7 @@ namespace rb::proto {
 
 namespace {
 
-// Duplicate detection switches from pairwise comparison to sorting above this many keys. Real
+// Duplicate detection switches from pairwise comparison to a hash set above this many keys. Real
 // clients send fewer than ten; a hostile 10,000-byte packet can carry about 2,500.
 constexpr size_t kPairwiseDuplicateLimit = 16;
 
