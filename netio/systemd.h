@@ -17,7 +17,8 @@ struct PassedSocket {
   std::string address;  // DescribeLocalAddress
 };
 
-// Sockets passed by systemd (or by tools/socket-activate) to this process, or an empty list.
+// Sockets passed by systemd (or by tools/socket_activate, rb-socket-activate) to this process,
+// or an empty list.
 // Unsets the variables, as sd_listen_fds(1) does, so children don't inherit them.
 std::vector<PassedSocket> TakeSystemdSockets();
 
