@@ -894,6 +894,9 @@ void Worker::ArmClientTimer(ClientConn* c) {
       break;
     case ClientState::kWaiting:
       deadline = Deadline(c->request_time_ns, ps ? ps->query_wait_timeout : cfg.query_wait_timeout);
+      if (!c->wait_notified && cfg.query_wait_notify > 0) {
+        deadline = Earliest(deadline, c->request_time_ns + int64_t{cfg.query_wait_notify} * 1'000'000'000);
+      }
       break;
     case ClientState::kIdle:
       deadline = Deadline(c->last_active_ns, ps ? ps->client_idle_timeout : cfg.client_idle_timeout);
@@ -947,6 +950,16 @@ void Worker::OnClientTimer(ClientConn* c) {
       }
       break;
     case ClientState::kWaiting:
+      if (!c->wait_notified && cfg.query_wait_notify > 0 &&
+          c->request_time_ns + int64_t{cfg.query_wait_notify} * 1'000'000'000 <= now_ns_) {
+        // PgBouncer 1.25 tells a queued client why it waits; the connection stays as it is.
+        c->wait_notified = true;
+        scratch_.clear();
+        proto::AppendNoticeResponse(&scratch_, proto::ErrorFields{"NOTICE", "NOTICE", "00000",
+                                                                  "No server connection available in postgres backend, client being queued", {}, {}});
+        buffers_->AppendCopy(c->io.out, scratch_.data(), scratch_.size());
+        SendClient(c);
+      }
       if (ps && Deadline(c->request_time_ns, ps->query_wait_timeout) <= now_ns_ && ps->query_wait_timeout > absl::ZeroDuration()) {
         RejectClient(c, "query_wait_timeout", "08P01");
         return;

@@ -128,7 +128,7 @@ const std::vector<SettingDef>& Table() {
       Enum("auth_type", &S::auth_type, kAuthTypes, "md5", kReload, kYes,
            "cert, ldap and pam are not supported yet"),
       Str("auth_user", &S::auth_user, nullptr, kReload, kNotYet, "auth_query support"),
-      Time("autodb_idle_timeout", &S::autodb_idle_timeout, "3600", kReload, kYes),
+      Time("autodb_idle_timeout", &S::autodb_idle_timeout, "3600", kReload, kNotYet, "auto-database pools are kept"),
       Time("cancel_wait_timeout", &S::cancel_wait_timeout, "10", kReload, kYes),
       Time("client_idle_timeout", &S::client_idle_timeout, "0", kReload, kYes),
       Time("client_login_timeout", &S::client_login_timeout, "60", kReload, kYes),
@@ -145,8 +145,8 @@ const std::vector<SettingDef>& Table() {
       Str("conffile", &S::conffile, nullptr, kReload, kYes, "defaults to the file given at start"),
       Int("default_pool_size", &S::default_pool_size, "20", kReload, kYes),
       Bool("disable_pqexec", &S::disable_pqexec, "0", kRestart, kNotYet),
-      Time("dns_max_ttl", &S::dns_max_ttl, "15", kReload, kNotYet, "DNS caching"),
-      Time("dns_nxdomain_ttl", &S::dns_nxdomain_ttl, "15", kReload, kNotYet, "DNS caching"),
+      Time("dns_max_ttl", &S::dns_max_ttl, "15", kReload, kYes, "server host names are cached this long per worker"),
+      Time("dns_nxdomain_ttl", &S::dns_nxdomain_ttl, "15", kReload, kYes),
       Time("dns_zone_check_period", &S::dns_zone_check_period, "0", kReload, kNotYet,
            "DNS caching"),
       Time("idle_transaction_timeout", &S::idle_transaction_timeout, "0", kReload, kYes),
@@ -175,7 +175,7 @@ const std::vector<SettingDef>& Table() {
       Int("max_user_client_connections", &S::max_user_client_connections, "0", kReload, kYes),
       Int("max_user_connections", &S::max_user_connections, "0", kReload, kYes),
       Int("min_pool_size", &S::min_pool_size, "0", kReload, kYes),
-      Int("peer_id", &S::peer_id, "0", kReload, kYes, 0, 16383),
+      Int("peer_id", &S::peer_id, "0", kReload, kNotYet, 0, 16383, "encoded in cancel keys; forwarding to peers comes with [peers]"),
       Str("pidfile", &S::pidfile, "", kRestart, kYes),
       Int("pkt_buf", &S::pkt_buf, "4096", kRestart, kIgnored, 0, kIntMax,
           "buffers come from the io_uring buffer rings"),
@@ -188,11 +188,11 @@ const std::vector<SettingDef>& Table() {
       Str("resolv_conf", &S::resolv_conf, "", kRestart, kNotYet, "DNS"),
       Int("sbuf_loopcnt", &S::sbuf_loopcnt, "5", kReload, kIgnored, 0, kIntMax,
           "fairness comes from the completion queue"),
-      Int("scram_iterations", &S::scram_iterations, "4096", kReload, kYes, 1, kIntMax),
+      Int("scram_iterations", &S::scram_iterations, "4096", kReload, kNotYet, 1, kIntMax, "secrets made from plain-text passwords use 4096"),
       Time("server_check_delay", &S::server_check_delay, "30", kReload, kYes),
       Str("server_check_query", &S::server_check_query, "<empty>", kReload, kYes),
       Time("server_connect_timeout", &S::server_connect_timeout, "15", kReload, kYes),
-      Bool("server_fast_close", &S::server_fast_close, "0", kReload, kYes),
+      Bool("server_fast_close", &S::server_fast_close, "0", kReload, kNotYet),
       Time("server_idle_timeout", &S::server_idle_timeout, "600", kReload, kYes),
       Time("server_lifetime", &S::server_lifetime, "3600", kReload, kYes),
       Time("server_login_retry", &S::server_login_retry, "15", kReload, kYes),
@@ -224,7 +224,7 @@ const std::vector<SettingDef>& Table() {
       Int("tcp_user_timeout", &S::tcp_user_timeout, "0", kReload, kYes, 0, kIntMax,
           "milliseconds"),
       List("track_extra_parameters", &S::track_extra_parameters, "IntervalStyle", kRestart, kYes),
-      Time("transaction_timeout", &S::transaction_timeout, "0", kReload, kYes),
+      Time("transaction_timeout", &S::transaction_timeout, "0", kReload, kNotYet),
       Str("unix_socket_dir", &S::unix_socket_dir, "/tmp", kRestart, kYes),
       Str("unix_socket_group", &S::unix_socket_group, "", kRestart, kYes),
       [] {
@@ -1104,14 +1104,12 @@ LoadResult LoadConfigText(std::string_view text, const std::string& file_name,
 }
 
 // ---------------------------------------------------------------------------------------------
-// SETTINGS.md
+// The README's settings section
 
 std::string RenderSettingsMarkdown() {
   std::string out =
-      "# ringbouncer settings: the [pgbouncer] section\n"
-      "\n"
       "<!-- Generated from the settings table in engine/config.cc by RenderSettingsMarkdown().\n"
-      "     Do not edit by hand: a unit test compares this file with the table. To regenerate:\n"
+      "     Do not edit by hand: a unit test compares this section with the table. To regenerate:\n"
       "     RB_UPDATE_SETTINGS_MD=1 build/tests/rb_engine_tests \"[settings-md]\" -->\n"
       "\n"
       "Every PgBouncer 1.25 setting is recognised, with PgBouncer's default and value rules.\n"
@@ -1141,7 +1139,7 @@ std::string RenderSettingsMarkdown() {
   absl::StrAppend(
       &out,
       "\n"
-      "## Other sections\n"
+      "### Other sections\n"
       "\n"
       "- `[databases]`: `name = key=value ...` with dbname, host (a name, an IP address, a Unix\n"
       "  socket directory starting with `/` or `@`, or a comma list), port (one, or one per host),\n"

@@ -5,7 +5,7 @@
 // and a file PgBouncer loads also loads here. Settings ringbouncer does not act on are accepted with
 // a warning. All [pgbouncer] settings are described by one table (AllSettings(), defined at the top
 // of config.cc): type, default, whether RELOAD may change it, and ringbouncer's support level. The
-// loader, `--check`, SHOW CONFIG and SET all go through that table; engine/SETTINGS.md is generated
+// loader, `--check`, SHOW CONFIG and SET all go through that table; the README's settings table is generated
 // from it.
 //
 // Snapshots (DESIGN.md decision 8): the loader builds a Config, a plain copyable value with no
@@ -221,7 +221,7 @@ struct SettingDef {
   int64_t min;  // kInt and kFileMode bounds (inclusive)
   int64_t max;
   absl::Span<const EnumChoice> choices;  // kEnum
-  std::string_view note;  // one line for SETTINGS.md, may be empty
+  std::string_view note;  // one line for the README's settings table, may be empty
   SettingField field;
 };
 
@@ -371,7 +371,7 @@ LoadResult LoadConfigFile(const std::string& path, const LoadOptions& options = 
 LoadResult LoadConfigText(std::string_view text, const std::string& file_name,
                           const LoadOptions& options = {});
 
-// engine/SETTINGS.md, generated from AllSettings().
+// The README's settings section (between its settings markers), generated from AllSettings().
 std::string RenderSettingsMarkdown();
 
 }  // namespace rb::engine

@@ -73,7 +73,7 @@ struct ClientConn {
   bool counted = false;         // holds a max_client_conn reservation
   bool pool_counted = false;    // holds max_db/max_user client reservations
   bool close_after_flush = false;
-  bool cancel_sent = false;     // query_timeout already sent a cancel for this query
+  bool wait_notified = false;   // query_wait_notify NOTICE already sent for this wait
   Pool* pool = nullptr;
   ServerConn* server = nullptr;
   ByteQueue held;               // bytes received while no server is linked

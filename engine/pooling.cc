@@ -130,7 +130,7 @@ void Worker::LinkClientServer(ClientConn* c, ServerConn* s) {
   s->client = c;
   c->state = ClientState::kActive;
   ++pool->cl_active;
-  c->cancel_sent = false;
+  c->wait_notified = false;
   ++pool->stats.server_assignments;
   if (c->request_time_ns) pool->stats.wait_time_us += static_cast<uint64_t>(now_ns_ - c->request_time_ns) / 1000;
   s->xact_start_ns = now_ns_;
@@ -233,7 +233,12 @@ void Worker::ServerIdle(ServerConn* s) {
     LinkClientServer(c, s);
     return;
   }
-  pool->idle.PushFront(s);
+  // Warm servers first (LIFO), unless server_round_robin asks to spread load evenly (FIFO).
+  if (config_->settings.server_round_robin) {
+    pool->idle.PushBack(s);
+  } else {
+    pool->idle.PushFront(s);
+  }
   ArmServerTimer(s);
 }
 

@@ -161,6 +161,10 @@ bool Worker::LaunchServer(Pool* pool) {
       if (cfg.tcp_keepcnt > 0) setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cfg.tcp_keepcnt, sizeof(int));
     }
     if (cfg.tcp_user_timeout > 0) setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &cfg.tcp_user_timeout, sizeof(int));
+    if (cfg.tcp_socket_buffer > 0) {
+      setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &cfg.tcp_socket_buffer, sizeof(int));
+      setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &cfg.tcp_socket_buffer, sizeof(int));
+    }
   }
   io_uring_sqe* sqe = ring_->Sqe();
   io_uring_prep_connect(sqe, fd, reinterpret_cast<sockaddr*>(&s->login->addr), s->login->addrlen);

@@ -53,7 +53,19 @@ void Supervisor::ApplyLogSettings(const Settings& s) {
   }
   log.file_fd.store(log_fd_, std::memory_order_relaxed);
   if (old >= 0) close(old);
-  if (s.syslog) openlog(s.syslog_ident.c_str(), LOG_PID, LOG_DAEMON);
+  if (s.syslog) {
+    static const std::pair<const char*, int> kFacilities[] = {
+        {"auth", LOG_AUTH},     {"authpriv", LOG_AUTHPRIV}, {"daemon", LOG_DAEMON}, {"user", LOG_USER},
+        {"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1},     {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3},
+        {"local4", LOG_LOCAL4}, {"local5", LOG_LOCAL5},     {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7}};
+    int facility = LOG_DAEMON;
+    for (const auto& [name, value] : kFacilities)
+      if (s.syslog_facility == name) facility = value;
+    // openlog keeps the pointer: the ident must outlive the process's logging.
+    static std::string ident;
+    ident = s.syslog_ident;
+    openlog(ident.c_str(), LOG_PID, facility);
+  }
   log.to_syslog.store(s.syslog, std::memory_order_relaxed);
 }
 
@@ -68,6 +80,7 @@ absl::Status Supervisor::OpenListeners(std::vector<std::vector<ListenerSpec>>* p
   tcp.keepcnt = s.tcp_keepcnt;
   tcp.user_timeout_ms = s.tcp_user_timeout;
   tcp.defer_accept = s.tcp_defer_accept ? 45 : 0;
+  tcp.socket_buffer = s.tcp_socket_buffer;
 
   std::vector<netio::PassedSocket> passed = netio::TakeSystemdSockets();
   if (!passed.empty()) {

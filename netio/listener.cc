@@ -69,6 +69,10 @@ void ApplyTcpOptions(int fd, const TcpOptions& o) {
   if (o.keepcnt > 0) SetInt(fd, IPPROTO_TCP, TCP_KEEPCNT, o.keepcnt);
   if (o.user_timeout_ms > 0) SetInt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, o.user_timeout_ms);
   if (o.defer_accept > 0) SetInt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, o.defer_accept);
+  if (o.socket_buffer > 0) {
+    SetInt(fd, SOL_SOCKET, SO_SNDBUF, o.socket_buffer);
+    SetInt(fd, SOL_SOCKET, SO_RCVBUF, o.socket_buffer);
+  }
 }
 
 absl::StatusOr<int> ListenTcp(const sockaddr_storage& addr, const TcpOptions& o) {

@@ -25,6 +25,7 @@ struct TcpOptions {
   int keepcnt = 0;
   int user_timeout_ms = 0;
   int defer_accept = 0;    // seconds
+  int socket_buffer = 0;   // SO_SNDBUF/SO_RCVBUF, inherited by accepted sockets; 0: kernel default
 };
 
 // Resolves one listen_addr entry ("*", "0.0.0.0", "::", "localhost", "10.0.0.1") to the

@@ -623,17 +623,30 @@ TEST_CASE("the sample tools/sample/pgbouncer.ini loads with no warnings", "[conf
   CHECK(c.auth_file.Find("batch")->kind == SecretKind::kPlain);
 }
 
-TEST_CASE("engine/SETTINGS.md matches the settings table", "[config][settings-md]") {
-  const std::string path = std::string(RB_SOURCE_DIR) + "/engine/SETTINGS.md";
+TEST_CASE("the README settings table matches the settings table", "[config][settings-md]") {
+  const std::string path = std::string(RB_SOURCE_DIR) + "/README.md";
+  constexpr std::string_view kBegin = "<!-- settings:begin -->\n";
+  constexpr std::string_view kEnd = "<!-- settings:end -->";
+  std::string readme;
+  {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    readme = ss.str();
+  }
+  size_t begin = readme.find(kBegin);
+  size_t end = readme.find(kEnd);
+  REQUIRE(begin != std::string::npos);
+  REQUIRE(end != std::string::npos);
+  begin += kBegin.size();
   const std::string expected = RenderSettingsMarkdown();
   if (const char* update = std::getenv("RB_UPDATE_SETTINGS_MD"); update != nullptr && *update == '1') {
-    std::ofstream(path, std::ios::binary) << expected;
+    readme.replace(begin, end - begin, expected);
+    std::ofstream(path, std::ios::binary) << readme;
+    end = begin + expected.size();
   }
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream actual;
-  actual << in.rdbuf();
   INFO("regenerate with: RB_UPDATE_SETTINGS_MD=1 rb_engine_tests \"[settings-md]\"");
-  CHECK(actual.str() == expected);
+  CHECK(readme.substr(begin, end - begin) == expected);
 }
 
 }  // namespace
