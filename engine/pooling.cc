@@ -16,6 +16,12 @@ namespace {
 int64_t ToNanos(absl::Duration d) { return absl::ToInt64Nanoseconds(d); }
 // How long a worker waits for an answer before asking for a server again.
 constexpr int64_t kAskAgainNs = 100'000'000;
+// A worker at or below its share still lends a server when the asking worker's client has
+// waited this much longer than its own oldest waiter: no client starves, and two busy workers
+// don't pass servers back and forth on every transaction.
+constexpr int64_t kFairnessWindowNs = 20'000'000;
+// A debt no answer came for: the asking worker found a server elsewhere or gave up.
+constexpr int64_t kDebtExpiryNs = 10'000'000'000;
 }  // namespace
 
 proto::ScramKeyCache& ScramCache() {
@@ -213,8 +219,12 @@ void Worker::ServerIdle(ServerConn* s) {
     return;
   }
   if (!pool->debts.empty()) {
+    // Each worker's share of the pool is floor(S/W) plus one of the remainder (DESIGN.md
+    // decision 3). Above it, a server goes to a worker that asked; at or below it, only when
+    // this worker has nobody waiting or the other side has waited clearly longer.
     const ServerDebt& d = pool->debts.front();
-    bool theirs = pool->waiting.empty() || d.since_ns < pool->waiting.front()->request_time_ns;
+    bool theirs = pool->waiting.empty() || pool->servers > Share(pool) ||
+                  d.since_ns + kFairnessWindowNs < pool->waiting.front()->request_time_ns;
     if (theirs) {
       s->state = ServerState::kHandover;
       s->handover_to = d.worker;
@@ -269,9 +279,21 @@ bool Worker::GiveServerAway(ServerConn* s) {
   return true;
 }
 
+int Worker::Share(const Pool* pool) const {
+  int w = shared_->workers();
+  int size = pool->settings.pool_size;
+  return size / w + (id_ < size % w ? 1 : 0);
+}
+
 void Worker::AskForServer(Pool* pool) {
   if (pool->waiting.empty() && pool->welcome_waiting.empty()) return;
   if (pool->asked_for_server && now_ns_ - pool->asked_at_ns < kAskAgainNs) return;
+  // A worker holding its share serves its own queue; it only asks once its oldest client has
+  // waited long enough that the fairness rule will make a lender give way.
+  if (pool->servers >= Share(pool) && pool->servers > 0 && !pool->waiting.empty() &&
+      now_ns_ - pool->waiting.front()->request_time_ns < kFairnessWindowNs) {
+    return;
+  }
   int best = -1;
   int most = 0;
   for (int w = 0; w < shared_->workers(); ++w) {
@@ -380,7 +402,7 @@ void Worker::PoolMaintenance(Pool* pool) {
     LaunchServer(pool);
   }
   // Debts from workers that no longer need a server age out.
-  while (!pool->debts.empty() && now_ns_ - pool->debts.front().since_ns > 10 * kAskAgainNs * 10) pool->debts.pop_front();
+  while (!pool->debts.empty() && now_ns_ - pool->debts.front().since_ns > kDebtExpiryNs) pool->debts.pop_front();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -235,6 +235,8 @@ class Worker {
   void ServerIdle(ServerConn* s);
   bool GiveServerAway(ServerConn* s);
   void AskForServer(Pool* pool);
+  // This worker's share of the pool's server connections.
+  int Share(const Pool* pool) const;
   void OnNeedServer(PoolShared* ps, int from, int64_t since_ns);
   void OnServerHandover(ServerHandoff* h);
   void HandleCancelKey(uint64_t key);
