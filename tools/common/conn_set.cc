@@ -1,5 +1,7 @@
 #include "tools/common/conn_set.h"
 
+#include <sys/resource.h>
+
 namespace rb::tools {
 
 absl::StatusOr<ThreadRing> CreateThreadRing(const netio::Features& features, uint32_t buffer_count,
@@ -16,6 +18,15 @@ absl::StatusOr<ThreadRing> CreateThreadRing(const netio::Features& features, uin
   if (!buffers.ok()) return buffers.status();
   tr.buffers = std::move(*buffers);
   return tr;
+}
+
+uint64_t RaiseOpenFilesLimit() {
+  rlimit limit{};
+  getrlimit(RLIMIT_NOFILE, &limit);
+  limit.rlim_cur = limit.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &limit);
+  getrlimit(RLIMIT_NOFILE, &limit);
+  return limit.rlim_cur;
 }
 
 }  // namespace rb::tools

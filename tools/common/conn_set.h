@@ -59,6 +59,10 @@ inline constexpr uint16_t kBufferGroup = 0;
 absl::StatusOr<ThreadRing> CreateThreadRing(const netio::Features& features, uint32_t buffer_count,
                                             uint32_t buffer_size);
 
+// Raises the soft open-files limit to the hard one (every connection is a descriptor) and
+// returns the new soft limit.
+uint64_t RaiseOpenFilesLimit();
+
 // Handler contract (static dispatch; C is the tool's connection type):
 //   void OnData(C* c, const uint8_t* data, uint32_t len);  // received bytes, in order
 //   void OnPeerClosed(C* c, int res);   // recv saw EOF (0) or an error, or a send failed (-errno);

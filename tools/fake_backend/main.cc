@@ -86,6 +86,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  const uint64_t fd_limit = rb::tools::RaiseOpenFilesLimit();
   rb::fake_backend::Shared shared;
   shared.features = rb::netio::ProbeFeatures();
   if (std::string missing; !shared.features.MeetsFloor(&missing)) {
@@ -146,7 +147,8 @@ int main(int argc, char** argv) {
       }
     });
   }
-  fprintf(stderr, "rb-fake-backend: listening on %s with %lld threads\n", where.c_str(), static_cast<long long>(threads));
+  fprintf(stderr, "rb-fake-backend: listening on %s with %lld threads (up to %llu connections: the open-files limit)\n",
+          where.c_str(), static_cast<long long>(threads), static_cast<unsigned long long>(fd_limit));
 
   int sig = 0;
   sigwait(&signals, &sig);
