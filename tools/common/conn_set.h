@@ -145,16 +145,24 @@ class ConnSet {
     if (!c->send_busy) Close(c);
   }
 
-  // Cancels whatever is in flight; the descriptor is closed once all of it has completed.
+  // Ends whatever is in flight; the descriptor is closed once all of it has completed.
+  //
+  // shutdown() ends a pending recv (EOF) and a blocked send (EPIPE), and sends our FIN. It is
+  // used rather than io_uring's cancel by fd, which scans every pending request of the ring:
+  // closing n connections that way costs O(n^2), seconds for tens of thousands. A connect in
+  // flight is cancelled by its user_data, which the kernel finds in a hash.
   void Close(C* c) {
     if (c->closing || c->fd < 0) return;
     c->closing = true;
-    if (c->recv_armed || c->send_busy || c->connecting) {
-      io_uring_sqe* sqe = ring_->Sqe();
-      io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
-      io_uring_sqe_set_data64(sqe, TagOf(c, kOpCancel));
-    } else {
+    if (!c->recv_armed && !c->send_busy && !c->connecting) {
       closed_idle_.emplace_back(c->slot, c->generation);
+      return;
+    }
+    shutdown(c->fd, SHUT_RDWR);
+    if (c->connecting) {
+      io_uring_sqe* sqe = ring_->Sqe();
+      io_uring_prep_cancel64(sqe, TagOf(c, kOpConnect), 0);
+      io_uring_sqe_set_data64(sqe, TagOf(c, kOpCancel));
     }
   }
 
