@@ -6,9 +6,12 @@
 // Which worker served a client is read from the log: a client's id, printed in "C-0x...:
 // login attempt" lines (log_connections is on by default), carries its worker in the top 16
 // bits (Worker::AdoptClient). An admin SHOW WORKERS would be a better observable.
+#include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -17,6 +20,7 @@
 #include <map>
 #include <optional>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -165,6 +169,97 @@ void StopAndExpectCleanExit(Subprocess& proc, int signal) {
   INFO("stderr:\n" << proc.Stderr());
   REQUIRE(code.has_value());
   CHECK(*code == 0);
+}
+
+// A socket file left behind by a process that died: bound, never listening, closed.
+void MakeStaleSocketFile(const std::string& path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  REQUIRE(path.size() < sizeof(sun.sun_path));
+  memcpy(sun.sun_path, path.data(), path.size());
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&sun), sizeof(sun)) == 0);
+  close(fd);
+  REQUIRE(std::filesystem::is_socket(path));
+}
+
+// True when this process can bind a SO_REUSEPORT socket on 127.0.0.1:port right now.
+bool CanJoinReuseport(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
+}
+
+TEST_CASE("socket activation: rb-socket-activate passes named fds from 3 with LISTEN_PID of the command") {
+  TempDir dir("rb-sa");
+  const int port = FreeTcpPort();
+  const int plain_port = FreeTcpPort();
+  const std::string stale = dir.File("stale.sock");
+  MakeStaleSocketFile(stale);
+  Subprocess proc({SocketActivatePath(), "--tcp", "127.0.0.1:" + std::to_string(port) + ",reuseport,name=web",
+                   "--tcp", "127.0.0.1:" + std::to_string(plain_port), "--unix", stale + ",mode=0600,name=local",
+                   "--", "sh", "-c",
+                   "echo \"fds=$LISTEN_FDS names=$LISTEN_FDNAMES\"; [ \"$LISTEN_PID\" = $$ ] && echo pid-ok; "
+                   "echo up; exec sleep 60"});
+  REQUIRE(proc.WaitForOutput("up", 30s));
+  std::string out = proc.Stdout();
+  INFO("stdout:\n" << out << "stderr:\n" << proc.Stderr());
+  CHECK(out.find("fds=3 names=web:unknown:local\n") != std::string::npos);
+  CHECK(out.find("pid-ok\n") != std::string::npos);
+  // The command (sleep, exec'd by sh) holds stdio and the three sockets, nothing else.
+  std::vector<pid_t> children = ChildrenOf(proc.Pid());
+  REQUIRE(children.size() == 1);
+  std::set<std::string> fds;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(children[0]) + "/fd")) {
+    fds.insert(e.path().filename().string());
+  }
+  CHECK(fds == std::set<std::string>{"0", "1", "2", "3", "4", "5"});
+  // The stale file was replaced by a listening socket with the asked mode.
+  CHECK(WaitForUnixSocket(stale, 5s));
+  CHECK((std::filesystem::status(stale).permissions() & std::filesystem::perms::all) ==
+        (std::filesystem::perms::owner_read | std::filesystem::perms::owner_write));
+  CHECK(WaitForTcpPort("127.0.0.1", port, 5s));
+  // A socket of the same uid can join a ReusePort group, and only that one.
+  CHECK(CanJoinReuseport(port));
+  CHECK_FALSE(CanJoinReuseport(plain_port));
+
+  // A live socket is never removed: a second launcher refuses to start.
+  CommandResult busy = RunCommand({SocketActivatePath(), "--unix", stale, "--", "true"});
+  CHECK(busy.exit_code == 1);
+  CHECK(busy.err.find("is in use") != std::string::npos);
+
+  // Forwarded SIGTERM kills sleep: the launcher reports it as 128+15, as a shell would.
+  proc.Kill(SIGTERM);
+  std::optional<int> code = proc.Wait(kExitTimeout);
+  REQUIRE(code.has_value());
+  CHECK(*code == 128 + SIGTERM);
+}
+
+TEST_CASE("socket activation: rb-socket-activate exits with the command's code and explains bad options") {
+  CHECK(RunCommand({SocketActivatePath(), "--", "sh", "-c", "exit 7"}).exit_code == 7);
+  CommandResult missing = RunCommand({SocketActivatePath(), "--", "/nonexistent/command"});
+  CHECK(missing.exit_code == 127);
+  CHECK(missing.err.find("cannot run /nonexistent/command") != std::string::npos);
+  CommandResult bad_port = RunCommand({SocketActivatePath(), "--tcp", "127.0.0.1:70000", "--", "true"});
+  CHECK(bad_port.exit_code == 2);
+  CHECK(bad_port.err.find("invalid port \"70000\"") != std::string::npos);
+  CommandResult bad_name = RunCommand({SocketActivatePath(), "--tcp", "6432,name=a:b", "--", "true"});
+  CHECK(bad_name.exit_code == 2);
+  CHECK(bad_name.err.find("invalid name \"a:b\"") != std::string::npos);
+  CommandResult no_command = RunCommand({SocketActivatePath(), "--tcp", "6432"});
+  CHECK(no_command.exit_code == 2);
+  CHECK(no_command.err.find("no command given") != std::string::npos);
+  CommandResult help = RunCommand({SocketActivatePath(), "--help"});
+  CHECK(help.exit_code == 0);
+  CHECK(help.out.find("LISTEN_FDNAMES") != std::string::npos);
 }
 
 TEST_CASE("socket activation: passed TCP and admin TCP and unix sockets replace listen_addr and "
