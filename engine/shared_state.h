@@ -65,13 +65,42 @@ struct PoolShared {
 struct DatabaseShared {
   Budget servers;  // max_db_connections
   Budget clients;  // max_db_client_connections
+  // What the data path reads: no server is handed out or opened while set. It is the admin
+  // console's PAUSE/KILL of this database, or a process-wide PAUSE/SUSPEND/SIGUSR1; only
+  // SharedState changes it (SetPauseMode, SetDatabasePaused), so the two stay consistent.
   std::atomic<bool> paused{false};
-  std::atomic<bool> disabled{false};
+  // PAUSE db / KILL db: what SHOW DATABASES reports as `paused`.
+  std::atomic<bool> db_paused{false};
+  std::atomic<bool> disabled{false};  // DISABLE db: new clients are refused
 };
 
 struct UserShared {
   Budget servers;  // max_user_connections
   Budget clients;  // max_user_client_connections
+};
+
+// PgBouncer's pause modes: PAUSE (or SIGUSR1) and SUSPEND.
+enum class PauseMode : int { kNone = 0, kPause = 1, kSuspend = 2 };
+
+// The control thread's inbox: what workers ask of the process as a whole (RELOAD, SET,
+// SHUTDOWN from the admin console). A mutex-protected queue plus an eventfd the control
+// thread polls; this is the control plane, so a lock and a syscall per message are fine.
+class ControlInbox {
+ public:
+  ControlInbox();
+  ~ControlInbox();
+  ControlInbox(const ControlInbox&) = delete;
+  ControlInbox& operator=(const ControlInbox&) = delete;
+
+  void Push(const netio::MailMessage& m);
+  // Everything queued so far, oldest first; clears the eventfd.
+  std::vector<netio::MailMessage> Take();
+  int fd() const { return fd_; }
+
+ private:
+  int fd_ = -1;
+  absl::Mutex mu_;
+  std::vector<netio::MailMessage> queue_ ABSL_GUARDED_BY(mu_);
 };
 
 // How to reach a worker from another thread.
@@ -97,10 +126,31 @@ class SharedState {
   DatabaseShared* Database(const std::string& db);
   UserShared* User(const std::string& user);
 
+  // Existing entries only (nullptr if no worker has met the name yet): for the admin console,
+  // which must not create entries for every name it is asked about.
+  DatabaseShared* FindDatabase(const std::string& db);
+  UserShared* FindUser(const std::string& user);
+  std::vector<std::string> DatabaseNames();
+
+  // Pausing. Each DatabaseShared::paused is kept equal to (its db_paused, or a process-wide
+  // pause), including for databases met while paused.
+  PauseMode pause_mode() const { return static_cast<PauseMode>(pause_mode_.load(std::memory_order_acquire)); }
+  void SetPauseMode(PauseMode mode);
+  void SetDatabasePaused(const std::string& db, bool paused);
+
   Budget total_clients;  // max_client_conn
+
+  ControlInbox& control() { return control_; }
+  // Set once a shutdown has begun (RESUME is refused then, as in PgBouncer).
+  std::atomic<bool> shutting_down{false};
+  // Admin console commands waiting for servers to go (PAUSE, SUSPEND, WAIT_CLOSE): while any
+  // is pending the control thread ticks the workers more often, so the answer comes promptly.
+  std::atomic<int> admin_waits{0};
 
  private:
   std::vector<std::unique_ptr<WorkerEndpoint>> endpoints_;
+  ControlInbox control_;
+  std::atomic<int> pause_mode_{0};
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<PoolShared>> pools_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::unique_ptr<DatabaseShared>> databases_ ABSL_GUARDED_BY(mu_);

@@ -66,6 +66,8 @@ class Slab {
   }
 
   uint32_t live() const { return live_count_; }
+  // Slots ever made (live plus free), for the admin console's SHOW LISTS and SHOW MEM.
+  uint32_t slots() const { return size_; }
 
  private:
   struct alignas(T) Storage {

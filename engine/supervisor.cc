@@ -19,6 +19,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "engine/admin_request.h"
 #include "engine/log.h"
 #include "netio/listener.h"
 #include "netio/systemd.h"
@@ -28,6 +30,11 @@ namespace rb::engine {
 namespace {
 
 constexpr uint32_t kMailboxCapacity = 16384;
+// How often the admin console's tick reaches the workers: quickly while a PAUSE, SUSPEND or
+// WAIT_CLOSE waits for servers or the process is paused, otherwise just enough to close idle
+// servers marked close_needed.
+constexpr int64_t kFastTickNs = 100'000'000;
+constexpr int64_t kSlowTickNs = 1'000'000'000;
 
 int64_t NowNs() { return MonotonicNanos(); }
 
@@ -158,49 +165,157 @@ absl::Status Supervisor::DropPrivileges() {
   return absl::OkStatus();
 }
 
-void Supervisor::Post(int worker, const netio::MailMessage& m) {
+bool Supervisor::Post(int worker, const netio::MailMessage& m) {
+  if (static_cast<size_t>(worker) < workers_.size() && workers_[worker]->finished()) return false;
   WorkerEndpoint& e = shared_->endpoint(worker);
   while (!e.mailbox->Push(static_cast<uint32_t>(shared_->control_sender()), m)) {
-    // The control plane may wait; the workers never do.
+    // The control plane may wait; the workers never do. A worker that has stopped will not
+    // make room.
+    if (static_cast<size_t>(worker) < workers_.size() && workers_[worker]->finished()) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   if (e.mailbox->ClaimDoorbell()) {
     int fd = e.ring_fd.load(std::memory_order_acquire);
-    if (fd < 0) return;  // the worker has not started its loop yet; it drains on its first turn
+    if (fd < 0) return true;  // the worker has not started its loop yet; it drains on its first turn
     io_uring_sqe* sqe = ring_->Sqe();
     io_uring_prep_msg_ring(sqe, fd, 0, 0, 0);
     io_uring_sqe_set_data64(sqe, 0);
     ring_->Submit();
   }
   ring_->DrainCompletions([](const io_uring_cqe&) {});
+  return true;
 }
 
 void Supervisor::Broadcast(const netio::MailMessage& m) {
   for (int w = 0; w < shared_->workers(); ++w) Post(w, m);
 }
 
-void Supervisor::Reload() {
+void Supervisor::PrepareScramSecrets() {
+  // Plain-text auth_file passwords verified with SCRAM need a derived secret; derive them here
+  // on the control thread, so no worker ever runs PBKDF2 for a client login.
+  const Settings& s = config_->settings;
+  if (s.auth_type == AuthType::kScramSha256 || s.auth_type == AuthType::kHba) {
+    for (const AuthUser& u : config_->auth_file.users) {
+      proto::ScramSecret secret;
+      if (u.kind == SecretKind::kPlain) (void)ScramCache().SecretForPlainPassword(u.name, u.secret, &secret);
+    }
+  }
+}
+
+void Supervisor::PublishConfig(std::shared_ptr<const Config> config) {
+  config_ = std::move(config);
+  ApplyLogSettings(config_->settings);
+  PrepareScramSecrets();
+  for (int w = 0; w < shared_->workers(); ++w) {
+    auto* p = new std::shared_ptr<const Config>(config_);
+    if (!Post(w, netio::MailMessage{kMailConfig, 0, 0, p})) delete p;
+  }
+}
+
+absl::Status Supervisor::Reload() {
   LoadResult r = LoadConfigFile(options_.config_path);
   for (const Diagnostic& d : r.warnings) RB_WARN("%s", d.ToString());
   if (!r.ok()) {
-    for (const Diagnostic& d : r.errors) RB_ERROR("%s", d.ToString());
+    std::vector<std::string> errors;
+    for (const Diagnostic& d : r.errors) {
+      RB_ERROR("%s", d.ToString());
+      errors.push_back(d.ToString());
+    }
     RB_ERROR("RELOAD Failed, see logs for more details");
-    return;
+    return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
   }
   Config next = std::move(*r.config);
   for (const std::string& key : KeepNonReloadable(config_->settings, next.settings)) {
     RB_WARN("setting \"%s\" changed, but needs a restart to take effect", key);
   }
-  config_ = std::make_shared<const Config>(std::move(next));
-  ApplyLogSettings(config_->settings);
-  for (int w = 0; w < shared_->workers(); ++w) {
-    Post(w, netio::MailMessage{kMailConfig, 0, 0, new std::shared_ptr<const Config>(config_)});
+  PublishConfig(std::make_shared<const Config>(std::move(next)));
+  return absl::OkStatus();
+}
+
+absl::Status Supervisor::SetSetting(const std::string& key, const std::string& value) {
+  Config next = *config_;
+  absl::Status st = SetSettingAtRuntime(next.settings, key, value);
+  if (!st.ok()) {
+    if (FindSetting(key) == nullptr) {
+      RB_ERROR("unknown parameter: pgbouncer/%s", key);
+    } else {
+      RB_ERROR("%s", std::string(st.message()));
+    }
+    return st;
   }
+  RB_LOG("SET %s = %s", key, value);
+  PublishConfig(std::make_shared<const Config>(std::move(next)));
+  return absl::OkStatus();
+}
+
+void Supervisor::HandleControl() {
+  for (const netio::MailMessage& m : shared_->control().Take()) {
+    if (m.kind != kControlAdmin || m.ptr == nullptr) continue;
+    auto* r = static_cast<AdminRequest*>(m.ptr);
+    switch (r->op) {
+      case AdminOp::kReload:
+        r->status = Reload();
+        break;
+      case AdminOp::kSet:
+        r->status = SetSetting(r->arg, r->value);
+        break;
+      case AdminOp::kShutdown: {
+        // The console has answered already (or, for a plain SHUTDOWN, never will).
+        ShutdownMode mode = r->shutdown_mode;
+        delete r;
+        Shutdown(mode);
+        continue;
+      }
+      default:
+        r->status = absl::InternalError("not a control-plane request");
+        break;
+    }
+    // The answer goes back through the origin worker's mailbox, after the new config (Post
+    // keeps order per sender).
+    if (!Post(r->origin, netio::MailMessage{kMailAdminReply, static_cast<uint32_t>(shared_->control_sender()), 0, r})) {
+      delete r;
+    }
+  }
+}
+
+void Supervisor::Pause() {
+  if (shared_->pause_mode() == PauseMode::kNone) {
+    RB_LOG("got SIGUSR1, pausing all activity");
+    shared_->SetPauseMode(PauseMode::kPause);
+  } else {
+    RB_LOG("got SIGUSR1, but already paused/suspended");
+  }
+}
+
+void Supervisor::Resume() {
+  if (shutting_down_) {
+    RB_LOG("got SIGUSR2 while shutting down, ignoring");
+    return;
+  }
+  switch (shared_->pause_mode()) {
+    case PauseMode::kSuspend:
+      RB_LOG("got SIGUSR2, continuing from SUSPEND");
+      break;
+    case PauseMode::kPause:
+      RB_LOG("got SIGUSR2, continuing from PAUSE");
+      break;
+    case PauseMode::kNone:
+      RB_LOG("got SIGUSR2, but not paused/suspended");
+      return;
+  }
+  shared_->SetPauseMode(PauseMode::kNone);
+  // Clients that waited through the pause are served now rather than at the next upkeep.
+  Broadcast(netio::MailMessage{kMailWake, 0, 0, nullptr});
+}
+
+void Supervisor::Tick(uint32_t flags) {
+  Broadcast(netio::MailMessage{kMailAdmin, flags, static_cast<uint64_t>(NowNs()), nullptr});
 }
 
 void Supervisor::Shutdown(ShutdownMode mode) {
   if (!shutting_down_) netio::SdNotify("STOPPING=1");
   shutting_down_ = true;
+  shared_->shutting_down.store(true, std::memory_order_relaxed);
   shutdown_mode_ = mode;
   Broadcast(netio::MailMessage{kMailShutdown, static_cast<uint32_t>(mode), 0, nullptr});
 }
@@ -316,14 +431,7 @@ int Supervisor::Run() {
     close(fd);
   }
 
-  // Plain-text auth_file passwords verified with SCRAM need a derived secret; derive them here
-  // on the control thread, so no worker ever runs PBKDF2 for a client login.
-  if (s.auth_type == AuthType::kScramSha256 || s.auth_type == AuthType::kHba) {
-    for (const AuthUser& u : config_->auth_file.users) {
-      proto::ScramSecret secret;
-      if (u.kind == SecretKind::kPlain) (void)ScramCache().SecretForPlainPassword(u.name, u.secret, &secret);
-    }
-  }
+  PrepareScramSecrets();
 
   uint16_t peer_id = static_cast<uint16_t>(s.peer_id);
   for (int w = 0; w < workers; ++w) {
@@ -366,19 +474,28 @@ int Supervisor::Run() {
 
   int64_t next_stats = NowNs() + int64_t{std::max(1, s.stats_period)} * 1'000'000'000;
   int64_t next_status = NowNs() + 10'000'000'000;
+  int64_t last_tick = NowNs();
   LogStats();
   bool fast_exit = false;
   while (true) {
-    pollfd pfd{sfd, POLLIN, 0};
-    int r = poll(&pfd, 1, 200);
-    if (r > 0 && (pfd.revents & POLLIN)) {
+    pollfd pfd[2] = {{sfd, POLLIN, 0}, {shared_->control().fd(), POLLIN, 0}};
+    int r = poll(pfd, 2, static_cast<int>(kFastTickNs / 1'000'000));
+    if (r > 0 && (pfd[1].revents & POLLIN)) HandleControl();
+    if (r > 0 && (pfd[0].revents & POLLIN)) {
       signalfd_siginfo si{};
       if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
         switch (si.ssi_signo) {
-          case SIGHUP:
+          case SIGHUP: {
             RB_LOG("got SIGHUP, re-reading config");
-            Reload();
+            // Type=notify-reload services expect RELOADING=1 with the monotonic time, then READY=1.
+            timespec ts{};
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            netio::SdNotify(absl::StrCat("RELOADING=1\nMONOTONIC_USEC=",
+                                         int64_t{ts.tv_sec} * 1'000'000 + ts.tv_nsec / 1000));
+            (void)Reload();
+            netio::SdNotify("READY=1");
             break;
+          }
           case SIGINT:
             if (shutting_down_) {
               RB_LOG("got SIGINT while shutting down, fast exit");
@@ -405,10 +522,10 @@ int Supervisor::Run() {
             Shutdown(ShutdownMode::kImmediate);
             break;
           case SIGUSR1:
-            RB_LOG("got SIGUSR1, pausing all activity");
+            Pause();
             break;
           case SIGUSR2:
-            RB_LOG("got SIGUSR2, continuing from PAUSE");
+            Resume();
             break;
           default:
             break;
@@ -416,9 +533,16 @@ int Supervisor::Run() {
       }
     }
     int64_t now = NowNs();
+    uint32_t tick_flags = 0;
     if (now >= next_stats) {
       LogStats();
+      tick_flags |= kAdminTickRotateStats;
       next_stats = now + int64_t{std::max(1, config_->settings.stats_period)} * 1'000'000'000;
+    }
+    bool fast = shared_->admin_waits.load(std::memory_order_relaxed) > 0 || shared_->pause_mode() != PauseMode::kNone;
+    if (tick_flags != 0 || now - last_tick >= (fast ? kFastTickNs : kSlowTickNs)) {
+      Tick(tick_flags);
+      last_tick = now;
     }
     if (now >= next_status && netio::SdNotifyEnabled()) {
       netio::SdNotify(absl::StrCat("STATUS=", StatusLine()));

@@ -38,9 +38,24 @@ class Supervisor {
   absl::Status OpenListeners(std::vector<std::vector<ListenerSpec>>* per_worker);
   absl::Status DropPrivileges();
   void ApplyLogSettings(const Settings& s);
-  void Reload();
+  // Re-reads the config file, the auth_file and the hba file and hands the workers the new
+  // snapshot. An invalid config changes nothing; the status says why (and it is logged).
+  absl::Status Reload();
+  // The admin console's SET: one reloadable setting, then the same hand-out as a reload.
+  absl::Status SetSetting(const std::string& key, const std::string& value);
+  void PublishConfig(std::shared_ptr<const Config> config);
+  void PrepareScramSecrets();
   void Broadcast(const netio::MailMessage& m);
-  void Post(int worker, const netio::MailMessage& m);
+  // False (and nothing sent) when the worker's loop has ended: nobody would drain its mailbox.
+  bool Post(int worker, const netio::MailMessage& m);
+  // Requests from the admin console (the control inbox).
+  void HandleControl();
+  // Pause and resume for the whole process (SIGUSR1, SIGUSR2).
+  void Pause();
+  void Resume();
+  // The admin console's tick: pending PAUSE/WAIT_CLOSE re-count, paused pools drop idle
+  // servers, and every stats_period the SHOW STATS averages move on.
+  void Tick(uint32_t flags);
   void Shutdown(ShutdownMode mode);
   void LogStats();
   std::string StatusLine();
