@@ -19,6 +19,7 @@
 #include "engine/log.h"
 #include "engine/supervisor.h"
 #include "netio/features.h"
+#include "netio/systemd.h"
 
 namespace {
 
@@ -167,6 +168,8 @@ int main(int argc, char** argv) {
     RB_ERROR("this kernel lacks io_uring features ringbouncer needs: %s (kernel %s)", missing, features.kernel_release);
     return 1;
   }
+  // LISTEN_PID names this process; -d forks, so take the sockets first.
+  opts.passed = rb::netio::TakeSystemdSockets();
   if (opts.daemon && !Daemonize()) {
     RB_ERROR("could not daemonize: %s", strerror(errno));
     return 1;

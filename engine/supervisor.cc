@@ -89,7 +89,7 @@ absl::Status Supervisor::OpenListeners(std::vector<std::vector<ListenerSpec>>* p
   tcp.defer_accept = s.tcp_defer_accept ? 45 : 0;
   tcp.socket_buffer = s.tcp_socket_buffer;
 
-  std::vector<netio::PassedSocket> passed = netio::TakeSystemdSockets();
+  const std::vector<netio::PassedSocket>& passed = options_.passed;
   if (!passed.empty()) {
     // Socket activation: the passed sockets replace listen_addr and unix_socket_dir, as in
     // PgBouncer. Each is accepted on by one worker, which hands connections to the least
@@ -111,6 +111,9 @@ absl::Status Supervisor::OpenListeners(std::vector<std::vector<ListenerSpec>>* p
       (*per_worker)[next++ % workers].push_back(spec);
     }
     RB_LOG("socket activation: %zu socket(s) from systemd: %s", passed.size(), names);
+    bool any = false;
+    for (const auto& per : *per_worker) any |= !per.empty();
+    if (!any) return absl::FailedPreconditionError("systemd passed no listening socket; nothing to accept on");
     return absl::OkStatus();
   }
 

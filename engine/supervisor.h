@@ -15,6 +15,7 @@
 #include "engine/worker.h"
 #include "netio/features.h"
 #include "netio/ring.h"
+#include "netio/systemd.h"
 
 namespace rb::engine {
 
@@ -24,6 +25,8 @@ struct SupervisorOptions {
   bool daemon = false;
   int verbose = 0;
   std::string user;  // -u
+  // Sockets passed by systemd, taken in main before -d forks (LISTEN_PID names the first pid).
+  std::vector<netio::PassedSocket> passed;
 };
 
 class Supervisor {
