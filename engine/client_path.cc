@@ -679,7 +679,7 @@ void Worker::SendWelcome(ClientConn* c) {
   // Cancel key: ours, routable to this worker (DESIGN.md decision 6).
   do {
     c->cancel_key = proto::CancelKey::Make(peer_id_, static_cast<uint8_t>(id_), Random64());
-  } while (!cancel_keys_.emplace(c->cancel_key.AsUint64(), c).second);
+  } while (!cancel_keys_.emplace(CancelMapKey(c->cancel_key.AsUint64()), c).second);
   proto::AppendBackendKeyData(&scratch_, c->cancel_key.ToBackendKey());
   proto::AppendReadyForQuery(&scratch_, 'I');
   buffers_->AppendCopy(c->io.out, scratch_.data(), scratch_.size());
@@ -824,7 +824,7 @@ void Worker::CloseClient(ClientConn* c, const std::string& reason, bool flush) {
     }
   }
   if (c->admin) admin_->OnClose(c);
-  if (c->cancel_key.AsUint64() != 0) cancel_keys_.erase(c->cancel_key.AsUint64());
+  if (c->cancel_key.AsUint64() != 0) cancel_keys_.erase(CancelMapKey(c->cancel_key.AsUint64()));
   timers_->Disarm(&c->timer);
   ReleaseClientLogin(c);
   if (c->counted) {
@@ -978,7 +978,7 @@ void Worker::OnClientTimer(ClientConn* c) {
           // As PgBouncer: the client gets "query timeout" and both connections close. Closing
           // a socket does not stop a running query in PostgreSQL, so cancel it first.
           if (ServerConn* s = c->server) {
-            SendCancelToServer(s->backend_key, c->pool);
+            SendCancelToServer(s);
             c->server = nullptr;
             s->client = nullptr;
             --c->pool->cl_active;

@@ -175,7 +175,7 @@ const std::vector<SettingDef>& Table() {
       Int("max_user_client_connections", &S::max_user_client_connections, "0", kReload, kYes),
       Int("max_user_connections", &S::max_user_connections, "0", kReload, kYes),
       Int("min_pool_size", &S::min_pool_size, "0", kReload, kYes),
-      Int("peer_id", &S::peer_id, "0", kReload, kNotYet, 0, 16383, "encoded in cancel keys; forwarding to peers comes with [peers]"),
+      Int("peer_id", &S::peer_id, "0", kReload, kYes, 0, 16383, "encoded in cancel keys; cancels for other peers are forwarded, at most 3 hops"),
       Str("pidfile", &S::pidfile, "", kRestart, kYes),
       Int("pkt_buf", &S::pkt_buf, "4096", kRestart, kIgnored, 0, kIntMax,
           "buffers come from the io_uring buffer rings"),

@@ -265,6 +265,7 @@ bool Worker::GiveServerAway(ServerConn* s) {
   h->last_used_ns = s->last_used_ns;
   h->addr = s->addr;
   h->id = s->id;
+  h->host_index = s->host_index;
   int to = s->handover_to;
   --pool->servers;
   pool->shared->per_worker_servers[id_].fetch_sub(1, std::memory_order_relaxed);
@@ -340,6 +341,7 @@ void Worker::OnServerHandover(ServerHandoff* h) {
   s->backend_key = h->backend_key;
   s->addr = h->addr;
   s->id = h->id;
+  s->host_index = h->host_index;
   s->timer.owner = 2;
   s->vars = vars_->Empty();
   for (size_t i = 0; i < h->vars.size() && i < vars_->names().size(); ++i) {
@@ -409,13 +411,28 @@ void Worker::PoolMaintenance(Pool* pool) {
 // Cancels (DESIGN.md decision 6): our key names the worker; the owner sends the real key.
 
 ClientConn* Worker::FindClientByCancelKey(uint64_t key) {
-  auto it = cancel_keys_.find(key);
+  auto it = cancel_keys_.find(CancelMapKey(key));
   return it == cancel_keys_.end() ? nullptr : it->second;
 }
 
+namespace {
+proto::CancelKey KeyFromUint64(uint64_t raw) {
+  uint8_t bytes[proto::CancelKey::kSize];
+  for (size_t i = 0; i < proto::CancelKey::kSize; ++i) bytes[i] = static_cast<uint8_t>(raw >> (56 - 8 * i));
+  return proto::CancelKey::FromBytes(absl::Span<const uint8_t>(bytes, proto::CancelKey::kSize));
+}
+}  // namespace
+
 void Worker::HandleCancelKey(uint64_t raw) {
-  // AsUint64 is the key's 8 bytes read big-endian; byte 3 names the owning worker.
-  int owner = static_cast<uint8_t>(raw >> 32);
+  proto::CancelKey key = KeyFromUint64(raw);
+  // With peering, the key names the instance that issued it; a cancel that landed here for
+  // another instance goes on to that peer (PgBouncer's [peers], at most 3 hops).
+  int own_peer = config_->settings.peer_id;
+  if (own_peer > 0 && key.peer_id() != own_peer) {
+    ForwardCancelToPeer(key);
+    return;
+  }
+  int owner = key.worker_id();
   if (owner != id_ && owner < shared_->workers()) {
     Post(owner, netio::MailMessage{kMailCancel, 0, raw, nullptr});
     return;
@@ -433,7 +450,23 @@ void Worker::HandleCancelKey(uint64_t raw) {
     RB_LOG("%s ignoring cancel request for server that is setting vars", ClientPrefix(c));
     return;
   }
-  SendCancelToServer(c->server->backend_key, c->pool);
+  SendCancelToServer(c->server);
+}
+
+void Worker::ForwardCancelToPeer(proto::CancelKey key) {
+  if (!key.DecrementTtl()) {
+    RB_LOG("failed to forward cancel request because its TTL was exhausted");
+    return;
+  }
+  const PeerConfig* peer = config_->FindPeer(key.peer_id());
+  if (!peer) {
+    RB_LOG("could not find peer to forward request to");
+    return;
+  }
+  RB_DEBUG("forwarding cancellation request to peer %d", peer->peer_id);
+  std::string payload;
+  proto::AppendCancelRequest(&payload, key.ToBackendKey());
+  OpenCancelConnection(payload, peer->host, peer->port, nullptr);
 }
 
 }  // namespace rb::engine

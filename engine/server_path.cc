@@ -39,17 +39,22 @@ std::string Worker::ServerPrefix(const ServerConn* s) const {
 // Addresses. Host names are resolved here, blocking, and cached for dns_max_ttl; numeric
 // addresses and unix sockets cost nothing.
 
-bool Worker::ServerAddress(Pool* pool, sockaddr_storage* addr, socklen_t* len, std::string* error) {
+bool Worker::ServerAddress(Pool* pool, uint8_t* host_index, sockaddr_storage* addr, socklen_t* len,
+                           std::string* error) {
   const DatabaseConfig* db = pool->db;
-  const Settings& cfg = config_->settings;
-  std::string host;
-  int port = 5432;
   size_t idx = 0;
-  if (!db->hosts.empty()) {
-    idx = db->load_balance_hosts == LoadBalanceHosts::kRoundRobin ? host_round_robin_++ % db->hosts.size() : 0;
-    host = db->hosts[idx];
+  if (db->hosts.size() > 1 && db->load_balance_hosts == LoadBalanceHosts::kRoundRobin) {
+    idx = host_round_robin_++ % db->hosts.size();
   }
-  port = db->PortFor(idx);
+  *host_index = static_cast<uint8_t>(idx);
+  return ResolveHostPort(db->hosts.empty() ? std::string() : db->hosts[idx], db->PortFor(idx), addr, len, error);
+}
+
+// host: a name or address, a unix socket directory ("/dir", or "@name" for the abstract
+// namespace), or empty for unix_socket_dir, as in PgBouncer's [databases] and [peers].
+bool Worker::ResolveHostPort(const std::string& host, int port, sockaddr_storage* addr, socklen_t* len,
+                             std::string* error) {
+  const Settings& cfg = config_->settings;
   *addr = sockaddr_storage{};
   if (host.empty() || host[0] == '/' || host[0] == '@') {
     std::string dir = host.empty() ? cfg.unix_socket_dir : host;
@@ -139,7 +144,7 @@ bool Worker::LaunchServer(Pool* pool) {
   pool->shared->per_worker_servers[id_].fetch_add(1, std::memory_order_relaxed);
 
   std::string error;
-  if (!ServerAddress(pool, &s->login->addr, &s->login->addrlen, &error)) {
+  if (!ServerAddress(pool, &s->host_index, &s->login->addr, &s->login->addrlen, &error)) {
     ServerLoginFailed(s, error, "08006");
     return true;
   }
@@ -884,8 +889,20 @@ void Worker::OnServerTimer(ServerConn* s) {
   ArmServerTimer(s);
 }
 
-// A one-shot connection that carries a CancelRequest with the server's real key.
-void Worker::SendCancelToServer(const proto::BackendKey& key, Pool* pool) {
+// A cancel for a query on server `s`: a one-shot connection to the same host that carries a
+// CancelRequest with the server's real key (DESIGN.md decision 6).
+void Worker::SendCancelToServer(const ServerConn* s) {
+  Pool* pool = s->pool;
+  const DatabaseConfig* db = pool->db;
+  size_t idx = s->host_index < db->hosts.size() ? s->host_index : 0;
+  std::string payload;
+  proto::AppendCancelRequest(&payload, s->backend_key);
+  OpenCancelConnection(payload, db->hosts.empty() ? std::string() : db->hosts[idx], db->PortFor(idx), pool);
+}
+
+// Sends a 16-byte CancelRequest to host:port and closes once the other side does (PostgreSQL
+// and PgBouncer close a cancel connection without a word).
+void Worker::OpenCancelConnection(const std::string& payload, const std::string& host, int port, Pool* pool) {
   ServerConn* s = servers_.Allocate();
   s->state = ServerState::kCancelRequest;
   s->pool = pool;
@@ -894,11 +911,9 @@ void Worker::SendCancelToServer(const proto::BackendKey& key, Pool* pool) {
   s->timer.owner = 2;
   s->vars = vars_->Empty();
   s->login = new ServerLogin(1024);
-  std::string out;
-  proto::AppendCancelRequest(&out, key);
-  memcpy(s->cancel_payload, out.data(), std::min(out.size(), sizeof(s->cancel_payload)));
+  memcpy(s->cancel_payload, payload.data(), std::min(payload.size(), sizeof(s->cancel_payload)));
   std::string error;
-  if (!ServerAddress(pool, &s->login->addr, &s->login->addrlen, &error)) {
+  if (!ResolveHostPort(host, port, &s->login->addr, &s->login->addrlen, &error)) {
     CloseServer(s, error);
     return;
   }

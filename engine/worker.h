@@ -79,6 +79,7 @@ struct ServerHandoff {
   int64_t last_used_ns;
   PeerAddress addr;
   uint64_t id;
+  uint8_t host_index;
 };
 
 // Totals a worker publishes for SHOW WORKERS, STATUS= and the stats log line. Written by the
@@ -220,9 +221,12 @@ class Worker {
   void FreeServerIfDone(ServerConn* s);
   void ArmServerTimer(ServerConn* s);
   void OnServerTimer(ServerConn* s);
-  void SendCancelToServer(const proto::BackendKey& key, Pool* pool);
+  void SendCancelToServer(const ServerConn* s);
+  void OpenCancelConnection(const std::string& payload, const std::string& host, int port, Pool* pool);
+  void ForwardCancelToPeer(proto::CancelKey key);
   std::string ServerPrefix(const ServerConn* s) const;
-  bool ServerAddress(Pool* pool, sockaddr_storage* addr, socklen_t* len, std::string* error);
+  bool ServerAddress(Pool* pool, uint8_t* host_index, sockaddr_storage* addr, socklen_t* len, std::string* error);
+  bool ResolveHostPort(const std::string& host, int port, sockaddr_storage* addr, socklen_t* len, std::string* error);
 
   // ---- pooling.cc ----
   Pool* FindOrCreatePool(const std::string& db_name, const std::string& user_name, const DatabaseConfig* db);
@@ -300,6 +304,10 @@ class Worker {
 };
 
 int64_t MonotonicNanos();
+
+// Cancel keys are looked up without their TTL bits (the low two bits of the last byte), which
+// a peer decrements each time it forwards a cancel.
+inline uint64_t CancelMapKey(uint64_t key) { return key & ~uint64_t{proto::CancelKey::kTtlMask}; }
 
 // The process-wide SCRAM key cache (PBKDF2 results), shared by all workers.
 proto::ScramKeyCache& ScramCache();
