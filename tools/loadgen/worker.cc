@@ -181,7 +181,11 @@ void Worker::FireTimers() {
     switch (t.kind) {
       case TimerKind::kLoginDeadline:
         if (c != nullptr && !c->closing && c->state != Client::State::kReady) {
-          FailLogin(c, absl::StrCat("login not done within --connect-timeout ", o_.connect_timeout, " s"));
+          const char* stage = c->state == Client::State::kConnecting ? "connecting"
+                              : c->state == Client::State::kPreparing ? "waiting for the Parse of --prepared"
+                              : c->authenticated ? "waiting for ReadyForQuery after AuthenticationOk"
+                                                 : "waiting for authentication";
+          FailLogin(c, absl::StrCat("login not done within --connect-timeout ", o_.connect_timeout, " s (", stage, ")"));
         }
         break;
       case TimerKind::kRefill:
@@ -329,6 +333,7 @@ bool Worker::OnAuthentication(Client* c, absl::Span<const uint8_t> body) {
   switch (request.code) {
     case proto::AuthCode::kOk:
       c->scram.reset();
+      c->authenticated = true;
       return true;  // logged in; ParameterStatus and BackendKeyData follow, then ReadyForQuery
     case proto::AuthCode::kCleartextPassword:
       if (!need_password()) return false;

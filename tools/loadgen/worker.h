@@ -30,6 +30,7 @@ struct Client : tools::Conn {
   bool fatal = false;           // a FATAL error came: the close that follows is its consequence
   bool failed_request = false;  // the oldest request in flight got an ErrorResponse
   bool refill_timer = false;    // a rate-limit timer will refill it
+  bool authenticated = false;   // AuthenticationOk came (a login timeout says how far it got)
   uint32_t in_flight = 0;
   uint32_t head = 0;            // index in `starts` of the oldest request in flight
   int64_t login_start_ns = 0;
