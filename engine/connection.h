@@ -119,6 +119,7 @@ struct ServerConn {
   bool close_needed = false;    // config changed or RECONNECT: close when released
   bool dirty = false;           // unknown state: close rather than reuse
   int handover_to = -1;         // kHandover: the worker that gets it
+  bool connecting = false;      // a connect SQE is in flight
   uint8_t host_index = 0;       // which of the database's hosts it is connected to
   Pool* pool = nullptr;
   ClientConn* client = nullptr;

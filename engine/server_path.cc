@@ -175,12 +175,14 @@ bool Worker::LaunchServer(Pool* pool) {
   io_uring_prep_connect(sqe, fd, reinterpret_cast<sockaddr*>(&s->login->addr), s->login->addrlen);
   io_uring_sqe_set_data64(sqe, netio::Tag{kOpServerConnect, s->generation, s->slot}.Pack());
   ++s->io.pending;
+  s->connecting = true;
   ArmServerTimer(s);
   return true;
 }
 
 void Worker::OnServerConnect(ServerConn* s, const io_uring_cqe& cqe) {
   --s->io.pending;
+  s->connecting = false;
   if (s->state == ServerState::kClosing) {
     FreeServerIfDone(s);
     return;
@@ -804,10 +806,6 @@ void Worker::CloseServer(ServerConn* s, const std::string& reason) {
   delete s->login;
   s->login = nullptr;
   s->state = ServerState::kClosing;
-  if (s->io.fd >= 0 && !s->io.eof) {
-    // A polite Terminate when the server can take it; the close follows regardless.
-    shutdown(s->io.fd, SHUT_RDWR);
-  }
   CancelIo(s);
   FreeServerIfDone(s);
   // A slot opened up in the budget: someone may be waiting for it.
@@ -928,6 +926,7 @@ void Worker::OpenCancelConnection(const std::string& payload, const std::string&
   io_uring_prep_connect(sqe, fd, reinterpret_cast<sockaddr*>(&s->login->addr), s->login->addrlen);
   io_uring_sqe_set_data64(sqe, netio::Tag{kOpServerConnect, s->generation, s->slot}.Pack());
   ++s->io.pending;
+  s->connecting = true;
   ArmServerTimer(s);
 }
 
