@@ -71,13 +71,14 @@ std::string FlagSet::Usage() const {
   std::string out = usage_;
   out += "\nOptions:\n";
   for (const Flag& f : flags_) {
-    bool is_bool = std::holds_alternative<bool*>(f.value);
-    std::string left = absl::StrCat("  --", f.name, is_bool ? "" : " V");
-    absl::StrAppendFormat(&out, "%-22s %s", left, f.help);
-    if (!is_bool) absl::StrAppend(&out, " (default ", f.default_text, ")");
+    const bool is_bool = std::holds_alternative<bool*>(f.value);
+    const char* value = is_bool ? "" : std::holds_alternative<std::string*>(f.value) ? " TEXT" : " NUM";
+    absl::StrAppendFormat(&out, "  %-24s %s", absl::StrCat("--", f.name, value), f.help);
+    // Booleans default to off, and an empty text says nothing.
+    if (!is_bool && f.default_text != "\"\"") absl::StrAppend(&out, " (default ", f.default_text, ")");
     out += "\n";
   }
-  out += "  --help                 this text\n";
+  absl::StrAppendFormat(&out, "  %-24s %s\n", "--help", "this text");
   return out;
 }
 

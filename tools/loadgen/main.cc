@@ -66,7 +66,13 @@ constexpr char kUsage[] =
     "Authentication is whatever the server asks for: trust, password, md5 or SCRAM-SHA-256.\n"
     "The run stops by itself (--duration, --hold, --count). One JSON object goes to stdout, a\n"
     "summary to stderr. Exit status: 0; 1 if any error happened (unless --allow-errors);\n"
-    "2 for a usage or setup problem.\n";
+    "2 for a usage or setup problem.\n"
+    "\n"
+    "Examples:\n"
+    "  rb-loadgen query --port 6432 --user bench --clients 50 --duration 10\n"
+    "  rb-loadgen query --host /tmp --port 6432 --user bench --protocol extended --pipeline 4\n"
+    "  rb-loadgen logins --user rb_scram --password scrampass --dbname rbtest --clients 8\n"
+    "  rb-loadgen idle 100000 --procs 6 --port 6432 --user bench --hold 60\n";
 
 std::atomic<bool> g_stop{false};
 
