@@ -18,10 +18,10 @@ class Slab {
   Slab() = default;
   Slab(const Slab&) = delete;
   Slab& operator=(const Slab&) = delete;
+  // Every slot below size_ holds a constructed object: a live one, or the placeholder Free
+  // leaves behind.
   ~Slab() {
-    for (uint32_t s = 0; s < size_; ++s) {
-      if (live_[s]) Get(s)->~T();
-    }
+    for (uint32_t s = 0; s < size_; ++s) Get(s)->~T();
   }
 
   // A fresh object (default-constructed) with a new generation.
@@ -30,6 +30,7 @@ class Slab {
     if (!free_.empty()) {
       s = free_.back();
       free_.pop_back();
+      Get(s)->~T();  // the placeholder
     } else {
       if (size_ % kChunk == 0) chunks_.emplace_back(static_cast<Storage*>(::operator new(sizeof(Storage) * kChunk, std::align_val_t{alignof(T)})));
       s = size_++;
@@ -44,9 +45,19 @@ class Slab {
     return t;
   }
 
+  // A completion handler may still hold the pointer after a nested call freed the object; a
+  // second Free through it must not free the slot twice (that would underflow live() and hand
+  // the slot to two connections). So a freed slot keeps a default-constructed placeholder with
+  // the same slot and generation: a stale pointer reads "no fd, not closing", and freeing it
+  // again does nothing.
   void Free(T* t) {
     uint32_t s = t->slot;
+    if (s >= size_ || !live_[s] || Get(s) != t) return;
+    uint32_t generation = t->generation;
     t->~T();
+    T* placeholder = new (Get(s)) T();
+    placeholder->slot = s;
+    placeholder->generation = generation;
     live_[s] = false;
     --live_count_;
     free_.push_back(s);
