@@ -38,8 +38,8 @@ class ErrorTable {
 
 // A counter with a single writer and readers elsewhere (the monitor): a relaxed load and store,
 // cheaper than an atomic read-modify-write.
-inline void Bump(std::atomic<uint64_t>& counter, int64_t by = 1) {
-  counter.store(counter.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
+inline void Bump(std::atomic<uint64_t>& counter) {
+  counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
 
 struct Stats {
@@ -48,7 +48,6 @@ struct Stats {
   std::atomic<uint64_t> login_failures{0};
   std::atomic<uint64_t> transactions{0};    // query: requests answered without error
   std::atomic<uint64_t> errors{0};
-  std::atomic<uint64_t> connected{0};       // logged in right now
   std::atomic<bool> finished{false};
   // Read once the worker finished.
   int64_t window_ns = 0;       // the measured time: query and logins: the run; idle: the hold

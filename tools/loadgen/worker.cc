@@ -475,7 +475,6 @@ void Worker::BecomeReady(Client* c) {
   EndLogin(c->first_wave);
   c->state = Client::State::kReady;
   ++ready_;
-  Bump(stats_->connected);
   Refill(c);
 }
 
@@ -518,10 +517,7 @@ void Worker::Finish(Client* c) {
 }
 
 void Worker::OnFreed(Client* c) {
-  if (c->state == Client::State::kReady) {
-    --ready_;
-    Bump(stats_->connected, -1);
-  }
+  if (c->state == Client::State::kReady) --ready_;
 }
 
 }  // namespace rb::loadgen
