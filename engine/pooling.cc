@@ -113,6 +113,11 @@ void Worker::RequestServer(ClientConn* c) {
 // Links idle servers to waiting clients, oldest wait first, then opens (or borrows) servers
 // for the clients still waiting beyond the logins already under way.
 void Worker::ServeWaiters(Pool* pool) {
+  // Clients waiting for a first server login on this worker can go as soon as any worker's
+  // login has told us the server's parameters (the server may have come by hand-over).
+  if (!pool->welcome_waiting.empty() && pool->shared->has_welcome.load(std::memory_order_acquire)) {
+    WelcomeWaiters(pool);
+  }
   if (pool->db_shared->paused.load(std::memory_order_relaxed)) return;
   while (!pool->waiting.empty() && !pool->idle.empty()) {
     ClientConn* c = pool->waiting.PopFront();
@@ -367,6 +372,7 @@ void Worker::OnServerHandover(ServerHandoff* h) {
   pool->asked_for_server = false;
   s->state = ServerState::kIdle;
   ArmRecv(s, kOpServerRecv);
+  if (!pool->welcome_waiting.empty()) WelcomeWaiters(pool);
   ServerIdle(s);
   if (!pool->waiting.empty()) AskForServer(pool);
 }
