@@ -603,6 +603,37 @@ TEST_CASE("admin console: PAUSE waits for servers and queries wait through it an
   CHECK(Query(rb.ConnString("rb_md5"), "SELECT 1").ok);
 }
 
+TEST_CASE("admin console: SHOW STATS averages are per second over the last stats_period and totals add up over workers",
+          "[integration][admin]") {
+  PgCluster& pg = PgCluster::Shared();
+  RingbouncerProcess rb(pg, AdminOptions(pg, {{"stats_period", "1"}}));
+  PgConn admin = Console(ConsoleConnString(rb));
+  BackgroundPgbench bench(rb, 4, 4);
+  REQUIRE(WaitUntil([&] { return TotalXacts(admin) > 100; }, 20s));
+  std::this_thread::sleep_for(2500ms);  // two stats periods: the averages cover real traffic
+  QueryResult stats = admin.Exec("SHOW STATS");
+  REQUIRE(stats.ok);
+  CHECK(CellInt(stats, "database", kTestDb, "avg_xact_count") > 0);
+  CHECK(CellInt(stats, "database", kTestDb, "avg_query_count") > CellInt(stats, "database", kTestDb, "avg_xact_count"));
+  CHECK(CellInt(stats, "database", kTestDb, "avg_xact_time") > 0);
+  CHECK(CellInt(stats, "database", kTestDb, "avg_recv") > 0);
+  const PgbenchResult& result = bench.Join();
+  CHECK(result.failed == 0);
+  // Totals: pgbench's own count, and SHOW TOTALS agrees with SHOW STATS summed.
+  QueryResult totals = admin.Exec("SHOW STATS_TOTALS");
+  CHECK(CellInt(totals, "database", kTestDb, "xact_count") >= result.transactions);
+  QueryResult all = admin.Exec("SHOW TOTALS");
+  CHECK(CellInt(all, "name", "total_xact_count", "value") == CellInt(totals, "database", kTestDb, "xact_count"));
+  // SHOW WORKERS splits the same transactions over the workers.
+  QueryResult workers = admin.Exec("SHOW WORKERS");
+  int64_t sum = 0;
+  for (const auto& row : workers.rows) sum += std::stoll(row[static_cast<size_t>(ColumnIndex(workers, "xact_count"))]);
+  CHECK(sum == CellInt(totals, "database", kTestDb, "xact_count"));
+  // After two idle periods the averages fall back to zero.
+  std::this_thread::sleep_for(2500ms);
+  CHECK(CellInt(admin.Exec("SHOW STATS"), "database", kTestDb, "avg_xact_count") == 0);
+}
+
 TEST_CASE("signals: SIGUSR1 pauses and SIGUSR2 resumes while pgbench runs with no failed transaction",
           "[integration][admin]") {
   PgCluster& pg = PgCluster::Shared();
