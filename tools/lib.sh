@@ -3,12 +3,20 @@
 
 RB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-# Debian packages the build, the tests and the demo need. Keep this list the single source of truth.
-RB_PACKAGES=(
+# Debian packages the build, the tests and the demo need. Keep these lists the single source of
+# truth. RB_BUILD_PACKAGES compiles ringbouncer (containers/Dockerfile's build stage uses it too);
+# RB_PACKAGES adds what the tests and the demo run: PostgreSQL, the life test's Python modules,
+# systemd-analyze (systemd) and systemd-nspawn (systemd-container) for the unit tests.
+# docker.io, docker-compose and mmdebstrap stay out: only containers/check-docker installs them.
+RB_BUILD_PACKAGES=(
   build-essential cmake pkg-config ninja-build
-  liburing-dev libwolfssl-dev libabsl-dev libbenchmark-dev catch2
-  libpq-dev postgresql postgresql-contrib pgbouncer
-  python3 python3-psycopg2 iproute2
+  liburing-dev libwolfssl-dev libabsl-dev libbenchmark-dev catch2 libpq-dev
+)
+RB_PACKAGES=(
+  "${RB_BUILD_PACKAGES[@]}"
+  postgresql postgresql-contrib pgbouncer
+  python3 python3-psycopg2 python3-rich iproute2
+  systemd systemd-container
 )
 
 rb_log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
