@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import sys
 import threading
 import time
@@ -282,48 +283,47 @@ def current_tps(totals, window=2.0):
 def render(args, instances, totals, started, tps):
     from rich import box
     from rich.console import Group
-    from rich.panel import Panel
     from rich.table import Table
     from rich.text import Text
 
     elapsed = time.monotonic() - started
     total_clients = sum(i.clients for i in instances if i.up) or 1
-    table = Table(box=box.SIMPLE_HEAVY, expand=True,
-                  title=f"{len(instances)} instances sharing {args.host}:{args.port}")
-    table.add_column("admin port", justify="right")
-    table.add_column("peer", justify="right")
-    table.add_column("status")
-    table.add_column("clients", justify="right")
-    table.add_column("share", min_width=20)
-    table.add_column("active/waiting", justify="right")
-    table.add_column("servers", justify="right")
-    table.add_column("clients per worker (SHOW WORKERS)")
-    table.add_column("xact/s", justify="right")
+    table = Table(box=box.SIMPLE_HEAD, expand=False, pad_edge=False, collapse_padding=True,
+                  title=f"ringbouncer life test: {len(instances)} instances sharing {args.host}:{args.port}",
+                  title_style="bold")
+    for header, width, justify in (("instance", 8, "left"), ("state", 5, "left"), ("clients", 7, "right"),
+                                   ("share", 11, "left"), ("waiting", 7, "right"), ("servers", 7, "right"),
+                                   ("per worker", 10, "left"), ("xact/s", 7, "right")):
+        table.add_column(header, width=width, justify=justify, no_wrap=True, overflow="ellipsis")
+    down = []
     for inst in instances:
+        name = f"{inst.port} #{inst.peer_id}"
         if not inst.up:
-            table.add_row(str(inst.port), str(inst.peer_id), Text("down", style="bold red"), "-", "",
-                          "-", "-", Text(inst.error[:60], style="red"), "-")
+            table.add_row(name, Text("down", style="bold red"), "-", "", "-", "-", "-", "-")
+            down.append(f"{inst.port}: {inst.error}")
             continue
         share = inst.clients / total_clients
-        bar = Text("█" * int(round(share * 20)), style="green") + Text(f" {share:4.0%}")
-        per_worker = "  ".join(f"w{w}:{c}" for w, c, _ in inst.workers) or "(no SHOW WORKERS)"
-        table.add_row(str(inst.port), str(inst.peer_id), Text("up", style="bold green"), str(inst.clients),
-                      bar, f"{inst.cl_active}/{inst.cl_waiting}", str(inst.servers), per_worker,
-                      f"{inst.rate:,.0f}")
+        bar = Text(f"{'█' * int(round(share * 6)):<6}", style="green") + Text(f" {share:>4.0%}")
+        per_worker = "/".join(str(c) for _, c, _ in inst.workers) or "-"
+        table.add_row(name, Text("up", style="bold green"), str(inst.clients), bar, str(inst.cl_waiting),
+                      str(inst.servers), per_worker, f"{inst.rate:,.0f}")
     with totals.lock:
         ops = dict(totals.ops)
         errors, last_error, connects = totals.errors, totals.last_error, totals.connects
     summary = Text()
     summary.append(f"{elapsed:5.1f}/{args.duration:.0f} s   ", style="bold")
     summary.append(f"{args.clients} clients -> {args.dbname} as {args.user}   ")
-    summary.append(f"TPS {tps:,.0f}   ", style="bold cyan")
+    summary.append(f"TPS {tps:,.0f}\n", style="bold cyan")
     summary.append("  ".join(f"{k} {v:,}" for k, v in ops.items()) + f"   connects {connects:,}   ")
     summary.append(f"errors {errors}", style="bold red" if errors else "bold green")
     parts = [table, summary]
+    for line in down:
+        parts.append(Text(f"down: {line}", style="red"))
     if last_error:
         parts.append(Text(f"last error: {last_error}", style="red"))
-    parts.append(Text("Ctrl-C stops", style="dim"))
-    return Panel(Group(*parts), title="ringbouncer life test", border_style="blue")
+    parts.append(Text("clients: SHOW CLIENTS; waiting, servers: SHOW POOLS; per worker: SHOW WORKERS\n"
+                      "instance: admin port #peer_id. Ctrl-C stops.", style="dim"))
+    return Group(*parts)
 
 
 def summary_dict(args, instances, totals, elapsed):
@@ -366,10 +366,10 @@ def print_text_summary(s, console=None):
     lines = [f"{s['transactions']:,} transactions in {s['seconds']} s ({s['tps']:,} TPS), "
              f"{s['connects']:,} connections, {s['errors']} errors"]
     for i in s["instances"]:
-        workers = "  ".join(f"w{w['id']}: {w['transactions']:,} xacts" for w in i["workers"])
+        workers = " + ".join(f"{w['transactions']:,}" for w in i["workers"])
         state = "up" if i["up"] else f"DOWN ({i['error']})"
-        lines.append(f"  admin port {i['admin_port']} (peer {i['peer_id']}): {state}, "
-                     f"{i['transactions']:,} transactions, up to {i['max_clients']} clients  {workers}")
+        lines.append(f"  {i['admin_port']} (peer {i['peer_id']}): {state}, {i['transactions']:,} xacts"
+                     + (f" (workers: {workers})" if workers else "") + f", up to {i['max_clients']} clients")
     if s["last_error"]:
         lines.append(f"  last error: {s['last_error']}")
     verdict = ("every instance served traffic" if s["every_instance_saw_traffic"]
@@ -377,13 +377,22 @@ def print_text_summary(s, console=None):
     lines.append(f"  {verdict}; {'no errors' if s['errors'] == 0 else 'errors seen'}")
     text = "\n".join(lines)
     if console is not None:
+        console.print()
         console.print(text, highlight=False)
     else:
         print(text)
 
 
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv):
     args = parse_args(argv)
+    # Ctrl-C and SIGTERM end the run early, with the summary. (A shell starting this in the
+    # background leaves SIGINT ignored, and Python then never raises KeyboardInterrupt.)
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         conn = connect_app(args)
         with conn.cursor() as cur:
@@ -431,6 +440,9 @@ def main(argv):
                     live.update(render(args, instances, totals, started, current_tps(totals)))
     except KeyboardInterrupt:
         pass
+    # A second Ctrl-C would cut the summary short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     elapsed = time.monotonic() - started
     stop.set()
     for t in threads:
