@@ -122,6 +122,28 @@ class BufferPool {
     }
   }
 
+  // Moves the first n bytes of `from` to the end of `to` (a zero-copy send: sent, but the
+  // kernel still reads the buffers until its notification).
+  void MoveFront(ByteQueue& from, ByteQueue& to, uint32_t n) {
+    while (n > 0) {
+      Slice& s = slices_[from.head];
+      if (n < s.len) {
+        Append(to, s.buf, s.off, n);
+        s.off += n;
+        s.len -= n;
+        from.bytes -= n;
+        return;
+      }
+      n -= s.len;
+      uint32_t idx = from.head;
+      from.head = s.next;
+      if (from.head == kNoSlice) from.tail = kNoSlice;
+      from.bytes -= s.len;
+      s.next = kNoSlice;
+      Link(to, idx);
+    }
+  }
+
   // Drops the first n bytes of q (they were sent).
   void Consume(ByteQueue& q, uint32_t n) {
     q.bytes -= n;

@@ -864,6 +864,7 @@ void Worker::FreeClientIfDone(ClientConn* c) {
   if (c->io.fd >= 0) close(c->io.fd);
   c->io.fd = -1;
   buffers_->Clear(c->io.out);
+  ReleaseZeroCopyHold(c);
   buffers_->Clear(c->held);
   if (c->vars) vars_->Unref(c->vars);
   c->vars = nullptr;

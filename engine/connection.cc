@@ -62,6 +62,17 @@ std::string PeerAddress::ToString() const {
   return "unix";
 }
 
+bool PeerAddress::IsLocal() const {
+  if (family == AF_UNIX) return true;
+  if (family == AF_INET) return addr[0] == 127;
+  if (family == AF_INET6) {
+    static const uint8_t kLoopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    static const uint8_t kMappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    return memcmp(addr, kLoopback, 16) == 0 || (memcmp(addr, kMappedPrefix, 12) == 0 && addr[12] == 127);
+  }
+  return false;
+}
+
 PeerAddress PeerAddress::FromSockaddr(const sockaddr* sa) {
   PeerAddress p;
   p.family = static_cast<uint8_t>(sa->sa_family);

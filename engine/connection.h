@@ -31,13 +31,16 @@ struct AdminSession;
 // Socket-level state shared by both kinds of connection.
 struct SocketIo {
   int fd = -1;
-  uint8_t pending = 0;       // SQEs in flight that will still post a completion
-  bool recv_armed = false;   // a multishot recv is in flight
-  bool recv_paused = false;  // backpressure: the peer's send queue is over the high watermark
-  bool recv_starved = false; // the buffer ring ran dry; on the worker's re-arm list
-  bool send_busy = false;    // one send at a time keeps bytes in order
-  bool eof = false;           // the peer is gone (or we gave up on it): nothing more to send
-  bool cancel_issued = false; // a cancel for every in-flight operation has been submitted
+  uint8_t pending = 0;          // SQEs in flight that will still post a completion
+  uint8_t zc_inflight = 0;      // zero-copy sends whose buffers the kernel still holds
+  bool recv_armed : 1 = false;  // a multishot recv is in flight
+  bool recv_paused : 1 = false; // backpressure: the peer's send queue is over the high watermark
+  bool recv_starved : 1 = false;// the buffer ring ran dry; on the worker's re-arm list
+  bool send_busy : 1 = false;   // one send at a time keeps bytes in order
+  bool eof : 1 = false;         // the peer is gone (or we gave up on it): nothing more to send
+  bool cancel_issued : 1 = false;  // every in-flight operation has been told to end
+  bool zero_copy_ok : 1 = false;   // a remote peer: large sends may use send_zc
+  bool zc_current : 1 = false;     // the send in flight is a zero-copy one
   ByteQueue out;             // bytes waiting to be sent on this socket
 };
 
@@ -62,6 +65,8 @@ struct PeerAddress {
   uint8_t family = 0;  // AF_INET, AF_INET6 or AF_UNIX
   std::string ToString() const;
   static PeerAddress FromSockaddr(const sockaddr* sa);
+  // Same host: a unix socket, 127.0.0.0/8, ::1 or an IPv4-mapped loopback address.
+  bool IsLocal() const;
 };
 
 struct ClientConn {

@@ -347,6 +347,7 @@ void Worker::OnServerHandover(ServerHandoff* h) {
   s->addr = h->addr;
   s->id = h->id;
   s->host_index = h->host_index;
+  s->io.zero_copy_ok = !s->addr.IsLocal() || zero_copy_local_for_test_;
   s->timer.owner = 2;
   s->vars = vars_->Empty();
   for (size_t i = 0; i < h->vars.size() && i < vars_->names().size(); ++i) {

@@ -149,6 +149,7 @@ bool Worker::LaunchServer(Pool* pool) {
     return true;
   }
   s->addr = PeerAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&s->login->addr));
+  s->io.zero_copy_ok = !s->addr.IsLocal() || zero_copy_local_for_test_;
   int fd = socket(s->login->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     ServerLoginFailed(s, absl::StrCat("socket: ", strerror(errno)), "08006");
@@ -817,6 +818,7 @@ void Worker::FreeServerIfDone(ServerConn* s) {
   if (s->io.fd >= 0) close(s->io.fd);
   s->io.fd = -1;
   buffers_->Clear(s->io.out);
+  ReleaseZeroCopyHold(s);
   if (s->vars) vars_->Unref(s->vars);
   s->vars = nullptr;
   servers_.Free(s);

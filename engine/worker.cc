@@ -78,6 +78,9 @@ void Worker::Run() {
   buffers_ = std::make_unique<BufferPool>(buffer_ring_.get());
   now_ns_ = MonotonicNanos();
   timers_ = std::make_unique<netio::TimerWheel>(kTickNs, now_ns_);
+  // Tests exercise the zero-copy path on loopback, where it is otherwise never used.
+  const char* zc = getenv("RB_ZERO_COPY_LOCAL_FOR_TEST");
+  zero_copy_local_for_test_ = zc != nullptr && zc[0] == '1';
   std::vector<std::string> names = VarCache::DefaultNames();
   for (const std::string& extra : config_->settings.track_extra_parameters) {
     bool dup = false;
@@ -257,6 +260,7 @@ void Worker::AdoptClient(int fd, ListenerKind kind) {
   socklen_t len = sizeof(ss);
   if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) c->addr = PeerAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&ss));
   if (kind == ListenerKind::kUnix) c->addr.family = AF_UNIX;
+  c->io.zero_copy_ok = !c->addr.IsLocal() || zero_copy_local_for_test_;
   c->login = new ClientLogin();
   shared_->endpoint(id_).clients.fetch_add(1, std::memory_order_relaxed);
   counters_.clients.fetch_add(1, std::memory_order_relaxed);
@@ -285,7 +289,26 @@ void Worker::StartSend(Conn* c, Op op) {
   if (c->io.send_busy || c->io.out.empty() || c->io.fd < 0) return;
   const Slice& first = buffers_->slice(c->io.out.head);
   io_uring_sqe* sqe;
-  if (first.next == kNoSlice) {
+  // Zero-copy pays only for large sends to a remote peer (on loopback the kernel copies
+  // anyway, and every zero-copy send costs a second completion). One at a time per socket,
+  // so that its notification releases exactly the bytes it covered.
+  bool zero_copy = features_.send_zc && c->io.zero_copy_ok && c->io.zc_inflight == 0 &&
+                   c->io.out.bytes >= kZeroCopyMinBytes;
+  if (zero_copy) {
+    if (send_descs_used_ == send_descs_.size()) {
+      ring_->Submit();
+      send_descs_used_ = 0;
+    }
+    SendDesc& d = send_descs_[send_descs_used_++];
+    int n = buffers_->Gather(c->io.out, d.iov, kMaxIov);
+    d.msg = msghdr{};
+    d.msg.msg_iov = d.iov;
+    d.msg.msg_iovlen = static_cast<size_t>(n);
+    sqe = ring_->Sqe();
+    io_uring_prep_sendmsg_zc(sqe, c->io.fd, &d.msg, MSG_NOSIGNAL);
+    ++c->io.zc_inflight;
+    c->io.zc_current = true;
+  } else if (first.next == kNoSlice) {
     sqe = ring_->Sqe();
     io_uring_prep_send(sqe, c->io.fd, buffers_->Data(first.buf) + first.off, first.len, MSG_NOSIGNAL);
   } else {
@@ -312,7 +335,31 @@ void Worker::StartSend(Conn* c, Op op) {
 // Accounts a finished send. Returns false when the socket failed and the caller must close.
 template <typename Conn>
 bool Worker::OnSendComplete(Conn* c, Op op, const io_uring_cqe& cqe) {
+  if (cqe.flags & IORING_CQE_F_NOTIF) {
+    // The kernel is done with the buffers of a zero-copy send.
+    --c->io.pending;
+    --c->io.zc_inflight;
+    ReleaseZeroCopyHold(c);
+    return true;
+  }
   c->io.send_busy = false;
+  bool was_zero_copy = c->io.zc_current;
+  c->io.zc_current = false;
+  if (was_zero_copy && (cqe.flags & IORING_CQE_F_MORE)) {
+    // A zero-copy send: a notification follows and the operation stays pending until then.
+    // The bytes sent are held, not released, until it comes.
+    if (cqe.res > 0) buffers_->MoveFront(c->io.out, zc_held_[c], static_cast<uint32_t>(cqe.res));
+    if (cqe.res < 0) {
+      c->io.eof = true;
+      return false;
+    }
+    if (!c->io.out.empty()) StartSend(c, op);
+    return true;
+  }
+  if (was_zero_copy) {
+    // A zero-copy send that ended without a notification to wait for.
+    --c->io.zc_inflight;
+  }
   --c->io.pending;
   if (cqe.res < 0) {
     // The queue stays as it is (its buffers are released when the connection is freed); the

@@ -299,6 +299,16 @@ class Worker {
     iovec iov[kMaxIov];
   };
   std::vector<SendDesc> send_descs_ = std::vector<SendDesc>(64);
+  // Bytes of zero-copy sends the kernel may still read, per connection, until notified.
+  absl::flat_hash_map<const void*, ByteQueue> zc_held_;
+  static constexpr uint32_t kZeroCopyMinBytes = 32 * 1024;
+  bool zero_copy_local_for_test_ = false;
+  void ReleaseZeroCopyHold(const void* conn) {
+    auto it = zc_held_.find(conn);
+    if (it == zc_held_.end()) return;
+    buffers_->Clear(it->second);
+    zc_held_.erase(it);
+  }
   size_t send_descs_used_ = 0;  // descriptors referenced by SQEs not yet submitted
   uint64_t next_id_ = 1;
 };
