@@ -31,7 +31,7 @@ def parse_args(argv):
                    help="fake: tools/fake_backend (the pooler is all there is to see); postgres: pgbench -S on a "
                         "throwaway PostgreSQL (query load only)")
     p.add_argument("--frequency", type=int, default=999, help="samples per second per CPU (default 999)")
-    p.add_argument("--call-graph", default="fp", help="perf --call-graph mode: fp (default) or dwarf (slower, bigger)")
+    p.add_argument("--call-graph", default="dwarf", help="perf --call-graph mode: dwarf (default: unwinds through liburing, which has no frame pointers) or fp (smaller perf.data, but user-space stacks stop at liburing)")
     p.add_argument("--template", required=True, help="d3-flame-graph's d3-flamegraph-base.html")
     p.add_argument("--build-dir", required=True)
     p.add_argument("--out", help="output directory (default perf/results/flamegraph-<timestamp>)")

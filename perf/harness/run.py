@@ -251,6 +251,24 @@ class Run:
                 self.res.engine_problems.append(f"PostgreSQL has {total} backends from {len(self.poolers)} poolers")
         except HarnessError as e:
             self.res.problems.append(f"pool check: {e}")
+        # The load really is spread: over the processes sharing the port, over the workers.
+        for key, p in self.poolers.items():
+            try:
+                if p.spec.procs > 1:
+                    per = [sum(int(r.get("total_xact_count") or 0) for r in p.admin("SHOW STATS", i))
+                           for i in range(p.spec.procs)]
+                    what = "processes"
+                elif p.spec.kind == "ringbouncer" and p.spec.workers > 1:
+                    per = [int(r.get("xact_count") or 0) for r in p.admin("SHOW WORKERS")]
+                    what = "workers"
+                else:
+                    continue
+                tot = sum(per) or 1
+                self.res.checks.append(f"{key}: transactions per {what[:-1]} " +
+                                       " / ".join(f"{100 * n / tot:.0f}%" for n in per) +
+                                       ("" if all(per) else f" — SOME {what.upper()} SERVED NOTHING"))
+            except HarnessError as e:
+                self.res.problems.append(f"spread check {key}: {e}")
 
     def phase_latency(self):
         log(f"added latency (SELECT 1 on the fake backend, simple protocol): clients {LAT_CLIENTS}, "
@@ -510,6 +528,10 @@ def main(argv):
         note("--quick: the baseline comparison above is informational (timings of a smoke run mean little)")
     if fatal:
         rc = 2
+    # A closing line CI can read: measurements that produced a number, and failures.
+    produced = sum(1 for m in res.metrics.values() for per in m.values.values() for v in per.values() if v is not None)
+    produced += len(res.microbench)
+    print(f"perf: {produced} passed, {len(res.problems) + len(res.engine_problems)} failed")
     return rc
 
 
