@@ -104,7 +104,9 @@ PgConn::~PgConn() {
 PgConn::PgConn(PgConn&& other) noexcept
     : conn_(std::exchange(other.conn_, nullptr)),
       error_(std::move(other.error_)),
-      sqlstate_(std::move(other.sqlstate_)) {}
+      sqlstate_(std::move(other.sqlstate_)),
+      send_error_(std::move(other.send_error_)),
+      send_sqlstate_(std::move(other.send_sqlstate_)) {}
 
 PgConn& PgConn::operator=(PgConn&& other) noexcept {
   if (this != &other) {
@@ -112,6 +114,8 @@ PgConn& PgConn::operator=(PgConn&& other) noexcept {
     conn_ = std::exchange(other.conn_, nullptr);
     error_ = std::move(other.error_);
     sqlstate_ = std::move(other.sqlstate_);
+    send_error_ = std::move(other.send_error_);
+    send_sqlstate_ = std::move(other.send_sqlstate_);
   }
   return *this;
 }
@@ -119,18 +123,58 @@ PgConn& PgConn::operator=(PgConn&& other) noexcept {
 bool PgConn::Ok() const { return conn_ != nullptr && PQstatus(conn_) == CONNECTION_OK; }
 
 QueryResult PgConn::Exec(std::string_view sql, milliseconds timeout) {
-  QueryResult out;
+  if (!Send(sql)) {
+    QueryResult out;
+    out.error = send_error_;
+    out.sqlstate = send_sqlstate_;
+    return out;
+  }
+  return Finish(timeout);
+}
+
+bool PgConn::Send(std::string_view sql) {
+  send_error_.clear();
+  send_sqlstate_.clear();
   if (!Ok()) {
-    out.error = error_.empty() ? "not connected" : error_;
-    out.sqlstate = sqlstate_;
+    send_error_ = error_.empty() ? "not connected" : error_;
+    send_sqlstate_ = sqlstate_;
+    return false;
+  }
+  const std::string query(sql);
+  if (PQsendQuery(conn_, query.c_str()) == 0) {
+    send_error_ = Trim(PQerrorMessage(conn_));
+    send_sqlstate_ = SqlStateFromMessage(send_error_);
+    return false;
+  }
+  return true;
+}
+
+bool PgConn::Cancel(std::string* error) {
+  if (conn_ == nullptr) {
+    if (error != nullptr) *error = "not connected";
+    return false;
+  }
+  PGcancel* cancel = PQgetCancel(conn_);
+  if (cancel == nullptr) {
+    if (error != nullptr) *error = "PQgetCancel failed";
+    return false;
+  }
+  char errbuf[256] = {};
+  bool sent = PQcancel(cancel, errbuf, sizeof errbuf) == 1;
+  PQfreeCancel(cancel);
+  if (!sent && error != nullptr) *error = errbuf;
+  return sent;
+}
+
+int PgConn::BackendPid() const { return conn_ != nullptr ? PQbackendPID(conn_) : 0; }
+
+QueryResult PgConn::Finish(milliseconds timeout) {
+  QueryResult out;
+  if (conn_ == nullptr) {
+    out.error = "not connected";
     return out;
   }
   const auto deadline = Clock::now() + timeout;
-  const std::string query(sql);
-  if (PQsendQuery(conn_, query.c_str()) == 0) {
-    out.error = Trim(PQerrorMessage(conn_));
-    return out;
-  }
   bool have_error = false;
   for (;;) {
     while (PQisBusy(conn_)) {

@@ -46,12 +46,26 @@ class PgConn {
   // first error, else the last statement's result. A timeout returns ok=false, error "timeout".
   QueryResult Exec(std::string_view sql, milliseconds timeout = std::chrono::seconds(30));
 
+  // Exec in two halves, for a test that acts while a query runs: Send starts `sql` (simple
+  // protocol) and returns at once (false, with Error(), if it could not be sent); Finish waits
+  // for its result as Exec does.
+  bool Send(std::string_view sql);
+  QueryResult Finish(milliseconds timeout = std::chrono::seconds(30));
+
+  // Sends a CancelRequest for this connection's current query (libpq's PQcancel, on a new
+  // connection to the same address). True if it was sent; *error gets libpq's reason if not.
+  bool Cancel(std::string* error = nullptr);
+  // The BackendKeyData's process id (ringbouncer's own, not PostgreSQL's, through a pooler).
+  int BackendPid() const;
+
   pg_conn* Raw() { return conn_; }
 
  private:
   pg_conn* conn_ = nullptr;
   std::string error_;
   std::string sqlstate_;
+  std::string send_error_;  // why the last Send failed
+  std::string send_sqlstate_;
 };
 
 // Connects, runs `sql`, disconnects. A failed connect is reported in the result (ok=false, with

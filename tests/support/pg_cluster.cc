@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
@@ -86,6 +87,26 @@ void PgCluster::Stop() {
   }
   std::error_code ignored;
   std::filesystem::remove_all(dir_, ignored);
+}
+
+void PgCluster::Restart(std::string_view mode) {
+  if (stopped_) throw std::runtime_error("PgCluster::Restart: the cluster is stopped");
+  std::vector<std::string> argv;
+  if (geteuid() == 0) argv = {"runuser", "-u", "postgres", "--"};
+  for (std::string arg : {BinDir() + "/pg_ctl", std::string("-D"), dir_ + "/data", std::string("-l"),
+                          LogPath(), std::string("-m"), std::string(mode), std::string("-w"),
+                          std::string("-t"), std::string("60"), std::string("restart")}) {
+    argv.push_back(arg);
+  }
+  // From /: the postgres user may not be allowed into the caller's directory.
+  Subprocess pg_ctl(SubprocessOptions{.argv = argv, .cwd = "/"});
+  std::optional<int> code = pg_ctl.Wait(kStartTimeout);
+  if (code != 0) {
+    if (!code) pg_ctl.KillAndWait();
+    throw std::runtime_error("pg_ctl restart failed (exit " +
+                             (code ? std::to_string(*code) : std::string("timeout")) + ")\n" +
+                             pg_ctl.Stderr() + pg_ctl.Stdout());
+  }
 }
 
 std::string PgCluster::SocketPath() const { return dir_ + "/.s.PGSQL." + std::to_string(port_); }

@@ -56,6 +56,10 @@ class PgCluster {
 
   // Stops the cluster and removes its directory. Idempotent; the destructor calls it.
   void Stop();
+  // Restarts PostgreSQL in place (pg_ctl restart -m MODE, as the postgres user when root): same
+  // port, same data; sessions are cut. Returns once it accepts connections again; throws with
+  // pg_ctl's output if it fails.
+  void Restart(std::string_view mode = "fast");
 
   const std::string& Dir() const { return dir_; }        // also the unix socket directory
   const std::string& SocketDir() const { return dir_; }  // for host= and unix_socket_dir

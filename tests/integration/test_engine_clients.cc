@@ -1,0 +1,84 @@
+// Real clients through ringbouncer: psql, and pgbench with -c 100 in both protocols and in
+// transaction and session pooling (4 workers), against a real PostgreSQL.
+#include <string>
+#include <vector>
+
+#include "tests/catch.h"
+#include "tests/support/paths.h"
+#include "tests/support/pg_cluster.h"
+#include "tests/support/pgbench.h"
+#include "tests/support/process.h"
+#include "tests/support/ringbouncer_process.h"
+
+namespace rb::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+// pgbench's built-in TPC-B-like script (BEGIN, three UPDATEs, a SELECT, an INSERT, END) for a
+// few seconds: transactions that pooling must not split or mix.
+void RunPgbench100(RingbouncerProcess& rb, const std::string& protocol) {
+  std::vector<std::string> args = rb.PgbenchArgs();
+  for (const char* a : {"-n", "-c", "100", "-j", "2", "-T", "3", "-M"}) args.emplace_back(a);
+  args.push_back(protocol);
+  args.emplace_back(kTestDb);
+  PgbenchResult result = RunPgbench(args, rb.PasswordEnv(), 120s);
+  INFO("pgbench -M " << protocol << ":\n" << result.output);
+  INFO("ringbouncer log:\n" << rb.LogTail());
+  CHECK(result.exit_code == 0);
+  CHECK(result.parsed);
+  CHECK(result.failed == 0);
+  CHECK(result.transactions > 0);
+  CHECK(rb.Running());
+}
+
+TEST_CASE("psql runs queries through ringbouncer in transaction and session modes",
+          "[integration][engine]") {
+  PgCluster& pg = PgCluster::Shared();
+  for (const char* mode : {"transaction", "session"}) {
+    RingbouncerProcess rb(pg, {.settings = {{"pool_mode", mode}}});
+    std::vector<std::string> argv = {pg.BinDir() + "/psql", "-X", "-A", "-t", "-h", rb.Host(),
+                                     "-p", std::to_string(rb.Port()), "-U", "rb_md5", "-d",
+                                     std::string(kTestDb), "-c",
+                                     "select current_user, current_database(), 40 + 2"};
+    CommandResult result = RunCommand(argv, 60s, rb.PasswordEnv());
+    INFO("mode " << mode << ": psql said: " << result.out << result.err);
+    INFO("ringbouncer log:\n" << rb.LogTail());
+    CHECK(result.exit_code == 0);
+    CHECK(result.out == "rb_md5|rbtest|42\n");
+
+    // Several statements in one -c string go as one simple Query message.
+    argv.back() = "create temp table t(v int); insert into t values (1), (2); select sum(v) from t";
+    if (std::string(mode) == "transaction") {
+      // In transaction mode a temp table lives only as long as its transaction.
+      argv.back() = "begin; create temp table t(v int) on commit drop; insert into t values (1), "
+                    "(2); select sum(v) from t; commit";
+    }
+    result = RunCommand(argv, 60s, rb.PasswordEnv());
+    INFO("psql said: " << result.out << result.err);
+    CHECK(result.exit_code == 0);
+    CHECK(result.out.find("3\n") != std::string::npos);
+  }
+}
+
+TEST_CASE("pgbench -c 100 in simple and extended protocol through transaction mode has no "
+          "failed transactions",
+          "[integration][engine]") {
+  PgCluster& pg = PgCluster::Shared();
+  RingbouncerProcess rb(pg, {.settings = {{"pool_mode", "transaction"},
+                                          {"default_pool_size", "20"}}});
+  for (const char* protocol : {"simple", "extended"}) RunPgbench100(rb, protocol);
+}
+
+TEST_CASE("pgbench -c 100 in simple and extended protocol through session mode has no failed "
+          "transactions",
+          "[integration][engine]") {
+  PgCluster& pg = PgCluster::Shared();
+  // Session mode holds a server per client for the whole session: the pool must fit all 100.
+  RingbouncerProcess rb(pg, {.settings = {{"pool_mode", "session"},
+                                          {"default_pool_size", "110"}}});
+  for (const char* protocol : {"simple", "extended"}) RunPgbench100(rb, protocol);
+}
+
+}  // namespace
+}  // namespace rb::test
