@@ -53,12 +53,24 @@ void AdminConsole::RunCommandPart(AdminRequest* r, AdminWorkerPart* part) {
 int AdminConsole::CloseIdleServers(const std::string& db, bool paused_only, bool close_needed_only) {
   PauseMode mode = worker_->shared_->pause_mode();
   std::vector<ServerConn*> doomed;
+  auto pause_closes = [&](const Pool* pool) {
+    return pool->db_shared->db_paused.load(std::memory_order_relaxed) || mode == PauseMode::kPause;
+  };
   for (auto& [key, pool] : worker_->pools_) {
     if (!PoolMatches(pool.get(), db)) continue;
-    bool pause_closes = pool->db_shared->db_paused.load(std::memory_order_relaxed) || mode == PauseMode::kPause;
     for (ServerConn* s = pool->idle.front(); s; s = decltype(pool->idle)::Next(s)) {
-      if (close_needed_only ? s->close_needed : (!paused_only || pause_closes)) doomed.push_back(s);
+      if (close_needed_only ? s->close_needed : (!paused_only || pause_closes(pool.get()))) doomed.push_back(s);
     }
+  }
+  if (paused_only && !close_needed_only) {
+    // PgBouncer drops logins in progress too: a paused pool will not use them, and a stuck
+    // connect must not hold PAUSE up until server_connect_timeout.
+    worker_->servers_.ForEach([&](ServerConn* s) {
+      if ((s->state == ServerState::kConnecting || s->state == ServerState::kLogin) && s->pool &&
+          PoolMatches(s->pool, db) && pause_closes(s->pool)) {
+        doomed.push_back(s);
+      }
+    });
   }
   for (ServerConn* s : doomed) worker_->CloseServer(s, s->close_needed ? "obsolete connection" : "pause mode");
   return static_cast<int>(doomed.size());
