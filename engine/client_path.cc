@@ -100,7 +100,7 @@ void Worker::OnClientRecv(ClientConn* c, const io_uring_cqe& cqe) {
   } else if (cqe.res == -ENOBUFS) {
     if (c->state != ClientState::kClosing && !c->io.recv_starved) {
       c->io.recv_starved = true;
-      starved_clients_.push_back(c);
+      starved_clients_.emplace_back(c->slot, c->generation);
     }
   } else if (cqe.res < 0 && cqe.res != -ECANCELED) {
     if (c->state != ClientState::kClosing) CloseClient(c, absl::StrCat("client connection error: ", strerror(-cqe.res)));
@@ -861,6 +861,14 @@ void Worker::FreeClientIfDone(ClientConn* c) {
     CancelIo(c);
     return;
   }
+  // Freed later, outside every handler: callers up the stack may still look at it.
+  if (!c->io.reap_queued) {
+    c->io.reap_queued = true;
+    reap_clients_.push_back(c);
+  }
+}
+
+void Worker::ReapClient(ClientConn* c) {
   if (c->io.fd >= 0) close(c->io.fd);
   c->io.fd = -1;
   buffers_->Clear(c->io.out);

@@ -41,6 +41,7 @@ struct SocketIo {
   bool cancel_issued : 1 = false;  // every in-flight operation has been told to end
   bool zero_copy_ok : 1 = false;   // a remote peer: large sends may use send_zc
   bool zc_current : 1 = false;     // the send in flight is a zero-copy one
+  bool reap_queued : 1 = false;    // closed and idle: freed at the next safe point of the loop
   ByteQueue out;             // bytes waiting to be sent on this socket
 };
 

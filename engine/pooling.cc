@@ -277,10 +277,10 @@ bool Worker::GiveServerAway(ServerConn* s) {
   pool->shared->per_worker_servers[to].fetch_add(1, std::memory_order_relaxed);
   s->io.fd = -1;  // now owned by the message
   timers_->Disarm(&s->timer);
-  buffers_->Clear(s->io.out);
-  if (s->vars) vars_->Unref(s->vars);
-  s->vars = nullptr;
-  servers_.Free(s);
+  // Gone from this worker, with its budget; freed at the next safe point like a closed one.
+  s->pool = nullptr;
+  s->state = ServerState::kClosing;
+  FreeServerIfDone(s);
   Post(to, netio::MailMessage{kMailServerHandover, 0, 0, h});
   return true;
 }

@@ -292,7 +292,7 @@ void Worker::OnServerRecv(ServerConn* s, const io_uring_cqe& cqe) {
   } else if (cqe.res == -ENOBUFS) {
     if (s->state != ServerState::kClosing && !s->io.recv_starved) {
       s->io.recv_starved = true;
-      starved_servers_.push_back(s);
+      starved_servers_.emplace_back(s->slot, s->generation);
     }
   }
   if (s->state == ServerState::kClosing) {
@@ -815,6 +815,14 @@ void Worker::CloseServer(ServerConn* s, const std::string& reason) {
 
 void Worker::FreeServerIfDone(ServerConn* s) {
   if (s->state != ServerState::kClosing || s->io.pending > 0) return;
+  // Freed later, outside every handler: callers up the stack may still look at it.
+  if (!s->io.reap_queued) {
+    s->io.reap_queued = true;
+    reap_servers_.push_back(s);
+  }
+}
+
+void Worker::ReapServer(ServerConn* s) {
   if (s->io.fd >= 0) close(s->io.fd);
   s->io.fd = -1;
   buffers_->Clear(s->io.out);

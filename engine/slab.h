@@ -4,6 +4,7 @@
 // its generation.
 #pragma once
 
+#include <cassert>
 #include <cstdint>
 #include <memory>
 #include <new>
@@ -52,12 +53,9 @@ class Slab {
   // again does nothing.
   void Free(T* t) {
     uint32_t s = t->slot;
+    assert(s < size_ && live_[s] && Get(s) == t && "double free of a slab object");
     if (s >= size_ || !live_[s] || Get(s) != t) return;
-    uint32_t generation = t->generation;
     t->~T();
-    T* placeholder = new (Get(s)) T();
-    placeholder->slot = s;
-    placeholder->generation = generation;
     live_[s] = false;
     --live_count_;
     free_.push_back(s);

@@ -113,6 +113,7 @@ void Worker::Loop() {
     timers_->Advance(now_ns_, [this](netio::TimerNode* n) { OnTimer(n); });
     DrainMailbox();
     FlushOverflow();
+    Reap();
     buffers_->Publish();
     RearmStarved();
     if (stopping_ && clients_.live() == 0 && servers_.live() == 0) break;
@@ -130,6 +131,7 @@ void Worker::Loop() {
     // Completions can queue more completions (a send finishing starts the next one), so drain
     // until the ring is empty, publishing returned buffers between rounds.
     while (ring_->DrainCompletions([this](const io_uring_cqe& cqe) { Dispatch(cqe); }) > 0) {
+      Reap();
       buffers_->Publish();
     }
   }
@@ -409,20 +411,31 @@ void Worker::ResumeRecv(Conn* c, Op op) {
   if (!c->io.recv_armed && !c->io.recv_starved && !c->io.eof) ArmRecv(c, op);
 }
 
+void Worker::Reap() {
+  // A connection queued here has no operation in flight and is closed: nothing can bring it
+  // back, so freeing it now is safe.
+  for (size_t i = 0; i < reap_clients_.size(); ++i) ReapClient(reap_clients_[i]);
+  reap_clients_.clear();
+  for (size_t i = 0; i < reap_servers_.size(); ++i) ReapServer(reap_servers_[i]);
+  reap_servers_.clear();
+}
+
 void Worker::RearmStarved() {
   if (starved_clients_.empty() && starved_servers_.empty()) return;
   if (buffers_->RingAvailable() < kStarvedRearmThreshold) return;
   auto clients = std::move(starved_clients_);
   starved_clients_.clear();
-  for (ClientConn* c : clients) {
-    if (!c->io.recv_starved) continue;
+  for (auto [slot, generation] : clients) {
+    ClientConn* c = clients_.Find(slot, generation);
+    if (!c || !c->io.recv_starved) continue;
     c->io.recv_starved = false;
     if (c->state != ClientState::kClosing && !c->io.recv_paused) ArmRecv(c, kOpClientRecv);
   }
   auto servers = std::move(starved_servers_);
   starved_servers_.clear();
-  for (ServerConn* s : servers) {
-    if (!s->io.recv_starved) continue;
+  for (auto [slot, generation] : servers) {
+    ServerConn* s = servers_.Find(slot, generation);
+    if (!s || !s->io.recv_starved) continue;
     s->io.recv_starved = false;
     if (s->state != ServerState::kClosing && !s->io.recv_paused) ArmRecv(s, kOpServerRecv);
   }

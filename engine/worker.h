@@ -199,6 +199,7 @@ class Worker {
   void RejectClient(ClientConn* c, const std::string& message, const char* sqlstate);
   void CloseClient(ClientConn* c, const std::string& reason, bool flush = false);
   void FreeClientIfDone(ClientConn* c);
+  void ReapClient(ClientConn* c);
   void ArmClientTimer(ClientConn* c);
   void OnClientTimer(ClientConn* c);
   void ReleaseClientLogin(ClientConn* c);
@@ -219,6 +220,9 @@ class Worker {
   void SetupDone(ServerConn* s);
   void CloseServer(ServerConn* s, const std::string& reason);
   void FreeServerIfDone(ServerConn* s);
+  void ReapServer(ServerConn* s);
+  // Frees connections that closed during the last round of work.
+  void Reap();
   void ArmServerTimer(ServerConn* s);
   void OnServerTimer(ServerConn* s);
   void SendCancelToServer(const ServerConn* s);
@@ -272,8 +276,12 @@ class Worker {
 
   Slab<ClientConn> clients_;
   Slab<ServerConn> servers_;
-  std::vector<ClientConn*> starved_clients_;
-  std::vector<ServerConn*> starved_servers_;
+  // Connections whose multishot recv ended for lack of buffers, by slot and generation (one
+  // may close meanwhile).
+  std::vector<std::pair<uint32_t, uint32_t>> starved_clients_;
+  std::vector<std::pair<uint32_t, uint32_t>> starved_servers_;
+  std::vector<ClientConn*> reap_clients_;
+  std::vector<ServerConn*> reap_servers_;
   absl::flat_hash_map<std::string, std::unique_ptr<Pool>> pools_;        // "db\0user"
   absl::flat_hash_map<PoolShared*, Pool*> pools_by_shared_;
   absl::flat_hash_map<std::string, std::unique_ptr<DatabaseConfig>> autodbs_;
