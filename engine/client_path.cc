@@ -575,6 +575,10 @@ void Worker::FinishClientLogin(ClientConn* c) {
     RejectClient(c, absl::StrCat("no such database: ", L->database), "3D000");
     return;
   }
+  if (shared_->Database(db->name)->disabled.load(std::memory_order_relaxed)) {
+    RejectClient(c, absl::StrCat("database \"", db->name, "\" is disabled"), "08P01");
+    return;
+  }
   // A forced user in [databases] means one pool for the database, logged in as that user.
   std::string server_user = db->user.has_value() ? *db->user : L->user;
   Pool* pool = FindOrCreatePool(db->name, server_user, db);

@@ -479,7 +479,8 @@ void Worker::Maintenance() {
     clients_.ForEach([&](ClientConn* c) {
       if (c->state != ClientState::kActive && c->state != ClientState::kClosing) idle.push_back(c);
     });
-    for (ClientConn* c : idle) CloseClient(c, "server shutting down");
+    // An admin client may be waiting for the SHUTDOWN reply: let it be sent.
+    for (ClientConn* c : idle) CloseClient(c, "server shutting down", c->state == ClientState::kAdmin);
   }
 }
 
