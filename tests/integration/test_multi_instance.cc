@@ -186,7 +186,7 @@ void SendCancel(const std::string& path, uint32_t pid, uint32_t secret) {
   c.Read(2s);  // nothing comes back: returns at EOF
 }
 
-TEST_CASE("four instances on one port: 400 clients spread over all, each admin port and unix socket reach their own") {
+TEST_CASE("four instances on one port: 400 clients reach all of them and each admin port and unix socket reaches its own instance") {
   PgCluster pg;
   InstanceGroup group(pg);
   constexpr int kClients = 400;
@@ -272,7 +272,7 @@ TEST_CASE("four instances on one port: 400 clients spread over all, each admin p
   CHECK_THAT(wrong.error, Catch::Contains("FATAL:  28P01: password authentication failed"));
 }
 
-TEST_CASE("a cancel that lands on another instance still cancels pg_sleep(30) within 1 s, 20 times out of 20") {
+TEST_CASE("a cancel that lands on another instance still cancels pg_sleep 30 within 1 s 20 times out of 20") {
   PgCluster pg;
   InstanceGroup group(pg, {.settings = {{"auth_type", "trust"}}});
   int cancelled = 0;
@@ -310,7 +310,7 @@ TEST_CASE("a cancel that lands on another instance still cancels pg_sleep(30) wi
   CHECK(cancelled == 20);
 }
 
-TEST_CASE("an instance stopped with SIGTERM while pgbench runs through the shared port: no failed transaction") {
+TEST_CASE("an instance stopped with SIGTERM while pgbench runs through the shared port fails no transaction") {
   PgCluster pg({.pgbench = true});
   InstanceGroup group(pg);
   std::vector<std::string> args = {"-h", "127.0.0.1", "-p", std::to_string(group.SharedPort()), "-U", "rb_md5",
