@@ -125,13 +125,21 @@ def compare(results, baseline, tolerance, micro_tolerance):
 
 
 def baseline_from(results, meta):
+    ratios = results.ratios()
+    missing = [f"{k} {s}" for k, m in results.metrics.items() if m.ratio
+               for s in results.systems if s != REFERENCE and s not in ratios.get(k, {})]
     return {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "run_started": meta.get("started"),
         "machine": meta["machine"],
         "git": meta.get("git"),
-        "note": "Ratios to PgBouncer 1.18 (one process): medians of per-round ratios. Written by perf/run --update-baseline.",
+        "config": meta.get("config"),
+        "note": "Ratios to PgBouncer 1.18 (one process): medians of per-round ratios. Written by "
+                "perf/run --update-baseline or --baseline-from.",
         "better": {k: m.better for k, m in results.metrics.items() if m.ratio},
-        "ratios": results.ratios(),
+        "ratios": ratios,
+        "missing": missing,
+        "problems": results.problems,
         "microbench": {k: {"min_ns": v["min_ns"]} for k, v in results.microbench.items()},
     }
 

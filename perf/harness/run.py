@@ -32,8 +32,8 @@ WANT_IDLE = 100_000
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="perf/run", description="ringbouncer against PgBouncer, the same way every time.")
     p.add_argument("--quick", action="store_true", help="smoke mode for CI: 1 short round of everything; never fails on timings")
-    p.add_argument("--rounds", type=int, help="rounds of A B A B ... (default 3; --quick: 1)")
-    p.add_argument("--duration", type=int, help="seconds per load run (default 8; --quick: 1)")
+    p.add_argument("--rounds", type=int, help="rounds of A B A B ... (default 5; --quick: 1)")
+    p.add_argument("--duration", type=int, help="seconds per load run (default 5; --quick: 1)")
     p.add_argument("--only", help="comma list of groups to run: tps,latency,logins,memory,micro (default: all)")
     p.add_argument("--systems", help="comma list of systems (default pgb1,pgb2,rb1,rbN; pgb1 is always included)")
     p.add_argument("--update-baseline", action="store_true", help="write perf/baseline.json from this run")
@@ -43,8 +43,8 @@ def parse_args(argv):
     p.add_argument("--out", help="results directory (default perf/results/<timestamp>)")
     p.add_argument("--keep-workdir", action="store_true", help="keep configs and logs of the poolers (printed at the end)")
     a = p.parse_args(argv)
-    a.rounds = a.rounds or (1 if a.quick else 3)
-    a.duration = a.duration or (1 if a.quick else 8)
+    a.rounds = a.rounds or (1 if a.quick else 5)
+    a.duration = a.duration or (1 if a.quick else 5)
     groups = ("tps", "latency", "logins", "memory", "micro")
     a.only = set(a.only.split(",")) if a.only else set(groups)
     if a.only - set(groups):
@@ -107,6 +107,8 @@ class Run:
         # --quick: smaller client counts (it checks the harness, and 500 pgbench logins per run
         # would not fit in CI's 3 minutes).
         self.tps_clients = (20, 100) if args.quick else TPS_CLIENTS
+        self.wedged = set()          # (system, workload) pairs that wedged the pooler
+        self.last_restarted = set()
 
     # -- helpers --
     def attempt(self, what, fn):
@@ -116,13 +118,15 @@ class Run:
         except HarnessError as e:
             self.res.problems.append(f"{what}: {e}")
             note(f"FAILED {what}: {e}")
-            self.heal(what)
+            self.last_restarted = self.heal(what)
             return None
 
     def heal(self, what):
         """After a failed measurement: a main pooler that died or stopped answering logins is
         recorded as a pooler problem and replaced by a fresh one, so that one wedged process
-        does not cost every later measurement (and 15 s of timeouts each)."""
+        does not cost every later measurement (and 15 s of timeouts each). Returns the keys of the
+        poolers it restarted."""
+        restarted = set()
         for key, p in list(self.poolers.items()):
             dead = any(c.died_on_its_own() is not None for c in p.children)
             if not dead and p.answers():
@@ -137,6 +141,8 @@ class Run:
                                                       max_client_conn=p.max_client_conn)
             except HarnessError as e:
                 raise HarnessError(f"{key} could not be restarted: {e}")
+            restarted.add(key)
+        return restarted
 
     def start_pooler(self, spec, tag="", auth_type="md5", max_client_conn=None, with_pg=True):
         p = Pooler(self.tools, spec, self.workdir, fake_port=self.fake.port, pg_port=self.pg.port if with_pg else None,
@@ -192,8 +198,16 @@ class Run:
             r = measure.query_fake(self.tools, port, clients=clients, duration=duration, protocol=proto, cpu_pids=pids)
         else:
             r = measure.pgbench_select(self.tools, port, clients=clients, duration=duration, protocol=proto, cpu_pids=pids)
-        self.poolers[key].check_alive()
+        self.after_run(key)
         return r
+
+    def after_run(self, key):
+        """A pooler that wedged during a run can still have served some transactions without any
+        client seeing an error: the run's number counts only if the pooler answers afterwards."""
+        p = self.poolers[key]
+        p.check_alive()
+        if not p.answers():
+            raise HarnessError(f"{key} stopped answering logins during this run (a login and SELECT 1 timed out)")
 
     def warm_up(self):
         secs = 1 if self.a.quick else 2
@@ -216,9 +230,17 @@ class Run:
                 mt = self.res.metric(f"tps.{suffix}", f"{what}, {proto}, {c} clients", "tps", "higher", "tps")
                 mc = self.res.metric(f"cpu.{suffix}", f"CPU/txn {what}, {proto}, {c} clients", "µs", "lower", "cpu")
                 for key in rotated(keys, r):
+                    if (key, suffix) in self.wedged:
+                        # It wedged the pooler in an earlier round: that is already reported, and
+                        # every retry would cost a minute of timeouts.
+                        self.res.problems.append(f"tps {suffix} {key} round {r + 1}: skipped, it wedged {key} before")
+                        continue
+                    self.last_restarted = set()
                     v = self.attempt(f"tps {suffix} {key} round {r + 1}",
                                      lambda: self.one_tps(key, backend, proto, c, self.a.duration))
                     if v is None:
+                        if key in self.last_restarted:
+                            self.wedged.add((key, suffix))
                         continue
                     mt.add(key, r, v["tps"])
                     mc.add(key, r, v.get("cpu_us_per_txn"))
@@ -264,7 +286,7 @@ class Run:
                 else:
                     continue
                 tot = sum(per) or 1
-                self.res.checks.append(f"{key}: transactions per {what[:-1]} " +
+                self.res.checks.append(f"{key}: transactions per {'process' if what == 'processes' else 'worker'} " +
                                        " / ".join(f"{100 * n / tot:.0f}%" for n in per) +
                                        ("" if all(per) else f" — SOME {what.upper()} SERVED NOTHING"))
             except HarnessError as e:
@@ -279,9 +301,12 @@ class Run:
                 vals = {}
                 for key in rotated(keys, r):
                     port = self.fake.port if key == "direct" else self.poolers[key].port
-                    v = self.attempt(f"latency c{c} {key} round {r + 1}",
-                                     lambda: measure.query_fake(self.tools, port, clients=c, duration=self.a.duration,
-                                                                protocol="simple"))
+                    def go():
+                        v = measure.query_fake(self.tools, port, clients=c, duration=self.a.duration, protocol="simple")
+                        if key != "direct":
+                            self.after_run(key)
+                        return v
+                    v = self.attempt(f"latency c{c} {key} round {r + 1}", go)
                     if v is None:
                         continue
                     vals[key] = v
@@ -321,6 +346,8 @@ class Run:
                             v = measure.logins(self.tools, p.port, user=user, password=password, clients=LOGIN_CLIENTS,
                                                duration=self.a.duration, cpu_pids=p.pids())
                             p.check_alive()
+                            if not p.answers():
+                                raise HarnessError(f"{key} stopped answering logins during this run")
                             return v
                         v = self.attempt(f"logins {short} {key} round {r + 1}", go)
                         if v is None:
@@ -352,10 +379,11 @@ class Run:
 
     def phase_memory(self):
         sizes = self.idle_sizes()
+        rounds = min(self.a.rounds, 3)   # RSS growth barely varies, and each round logs ~30,000 clients in
         log(f"memory per idle client: {', '.join(f'{n:,}' for _, n in sizes)} clients, a fresh pooler each time")
         for label, n in sizes:
             m = self.res.metric(f"mem.idle.{label}", f"RSS per idle client, {n:,} clients", "bytes", "lower", "memory")
-            for r in range(self.a.rounds):
+            for r in range(rounds):
                 for s in rotated(self.specs, r):
                     def go():
                         p = self.start_pooler(s, tag=f"-mem{label}-{r}", max_client_conn=n + 500, with_pg=False)
@@ -399,7 +427,38 @@ class Run:
             self.res.problems.append("rb_bench produced no benchmark result")
 
 
+def results_from_json(j):
+    """A Results rebuilt from a results.json (for --baseline-from)."""
+    res = Results(list(j["systems"]), dict(j["systems"], direct="direct"))
+    for k, m in j["metrics"].items():
+        mt = res.metric(k, m["title"], m["unit"], m["better"], m["group"], ratio="ratio_to_pgbouncer" in m)
+        for s, vals in m["values"].items():
+            for r, v in enumerate(vals):
+                mt.add(s, r, v)
+    res.microbench = j.get("microbench", {})
+    res.problems = j.get("problems", [])
+    return res
+
+
+def baseline_from_results(argv):
+    """perf/run --baseline-from RESULTS_JSON [BASELINE]: accept an earlier full run as the baseline."""
+    if not argv:
+        print("usage: perf/run --baseline-from perf/results/<timestamp>/results.json [baseline.json]", file=sys.stderr)
+        return 2
+    j = json.load(open(argv[0]))
+    if j.get("mode") != "full":
+        print("perf/run: only a full run (not --quick) can be a baseline", file=sys.stderr)
+        return 2
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = argv[1] if len(argv) > 1 else os.path.join(root, "perf/baseline.json")
+    write_json(out, baseline_from(results_from_json(j), j))
+    log(f"wrote {out} from {argv[0]}")
+    return 0
+
+
 def main(argv):
+    if argv[:1] == ["--baseline-from"]:
+        return baseline_from_results(argv[1:])
     a = parse_args(argv)
     install_signal_handlers()
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -477,8 +536,9 @@ def main(argv):
     for k, m in res.metrics.items():
         for s in res.systems + (["direct"] if m.group == "latency_raw" else []):
             got = [v for v in m.values.get(s, {}).values() if v is not None]
-            if len(got) < a.rounds:
-                msg = f"{k} {s}: {len(got)} of {a.rounds} round(s) produced a number"
+            want = min(a.rounds, 3) if m.group == "memory" else a.rounds
+            if len(got) < want:
+                msg = f"{k} {s}: {len(got)} of {want} round(s) produced a number"
                 if msg not in res.problems:
                     res.problems.append(msg)
 
@@ -510,11 +570,12 @@ def main(argv):
         log(f"{len(res.problems)} measurement problem(s), {len(res.engine_problems)} pooler problem(s): see above")
         rc = 2
     if a.update_baseline:
-        if rc:
-            log("not writing the baseline: the run had problems")
+        if fatal or a.systems:
+            log("not writing the baseline: the run stopped early or did not measure every system")
         else:
             write_json(baseline_path, baseline_from(res, meta))
-            log(f"wrote {baseline_path}")
+            log(f"wrote {baseline_path}" + (" (metrics without a number are left out of it and listed "
+                                            "under 'missing')" if rc else ""))
     elif comparison and not a.quick:
         reg = comparison[0]
         if reg:

@@ -226,10 +226,7 @@ class Pooler:
                      timeout, f"{self.key}[{i}] to log 'process up'", alive=child.alive)
             wait_for(lambda: self.admin("SHOW VERSION", i), timeout, f"{self.key}[{i}] admin console login",
                      interval=0.2, alive=child.alive)
-        wait_for(lambda: loadgen_ok(self.tools, self.port, MD5_USER, MD5_PASSWORD, FAKE_DB)
-                 if self.auth_type == "md5" else
-                 loadgen_ok(self.tools, self.port, SCRAM_USER, SCRAM_PASSWORD, FAKE_DB),
-                 timeout, f"{self.key}: a login and SELECT 1 through it", interval=0.2)
+        wait_for(self.answers, timeout, f"{self.key}: a login and SELECT 1 through it", interval=0.2)
         return self
 
     def pids(self):
@@ -273,8 +270,9 @@ class Pooler:
 
     def answers(self):
         """A login and SELECT 1 through the pooler work right now."""
+        user, password = (MD5_USER, MD5_PASSWORD) if self.auth_type == "md5" else (SCRAM_USER, SCRAM_PASSWORD)
         try:
-            return loadgen_ok(self.tools, self.port, MD5_USER, MD5_PASSWORD, FAKE_DB, connect_timeout=5)
+            return loadgen_ok(self.tools, self.port, user, password, FAKE_DB, connect_timeout=5)
         except HarnessError:
             return False
 
