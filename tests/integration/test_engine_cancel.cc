@@ -1,0 +1,110 @@
+// Cancel requests through ringbouncer (DESIGN.md decision 6): the client's BackendKeyData is
+// ringbouncer's own; a CancelRequest may land on any worker (a new TCP connection, spread by
+// SO_REUSEPORT), which passes it to the owner, which cancels on the real server.
+#include <chrono>
+#include <string>
+
+#include "tests/catch.h"
+#include "tests/support/pg_client.h"
+#include "tests/support/pg_cluster.h"
+#include "tests/support/raw_client.h"
+#include "tests/support/ringbouncer_process.h"
+
+namespace rb::test {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+PgCluster& Pg() {
+  static PgCluster cluster;
+  return cluster;
+}
+
+// True once PostgreSQL runs `sql` in an active backend.
+bool WaitActive(PgConn& superuser, const std::string& sql) {
+  return Eventually(
+      [&] {
+        QueryResult r = superuser.Exec(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = " +
+            SqlLiteral(sql));
+        return r.ok && r.Scalar() != "0";
+      },
+      20s, 10ms);
+}
+
+TEST_CASE("PQcancel through ringbouncer cancels SELECT pg_sleep(30) within 1 s, 20 times in a row",
+          "[integration][engine][cancel]") {
+  RingbouncerProcess rb(Pg(), {.settings = {{"workers", "4"}}});
+  PgConn superuser = PgConn::Connect(Pg().SuperuserConnString());
+  REQUIRE(superuser.Ok());
+  int cancelled = 0;
+  for (int i = 0; i < 20; ++i) {
+    // A new client each time, so that both the query's worker and the cancel's worker vary.
+    PgConn client = PgConn::Connect(rb.ConnString("rb_md5"));
+    INFO("round " << i << ": " << client.Error());
+    REQUIRE(client.Ok());
+    const std::string sql = "SELECT pg_sleep(30) /* round " + std::to_string(i) + " */";
+    REQUIRE(client.Send(sql));
+    REQUIRE(WaitActive(superuser, sql));
+
+    const auto start = Clock::now();
+    std::string error;
+    CHECK(client.Cancel(&error));
+    INFO("PQcancel: " << error);
+    QueryResult r = client.Finish(10s);
+    auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+    INFO("[" << r.sqlstate << "] " << r.error << " after " << elapsed.count() << " ms");
+    INFO("ringbouncer log:\n" << rb.LogTail());
+    CHECK_FALSE(r.ok);
+    CHECK(r.sqlstate == "57014");
+    CHECK(elapsed < 1s);
+    if (!r.ok && r.sqlstate == "57014" && elapsed < 1s) ++cancelled;
+    // The client is still usable after its query was cancelled.
+    CHECK(client.Exec("SELECT 1").Scalar() == "1");
+  }
+  CHECK(cancelled == 20);
+}
+
+TEST_CASE("a cancel for a client that has no server is ignored, and cancels nobody else",
+          "[integration][engine][cancel]") {
+  // One server: the idle client's last server is the one the busy client runs on now. A cancel
+  // that went to "the server this client had" would hit the other client's query.
+  RingbouncerProcess rb(Pg(), {.settings = {{"default_pool_size", "1"}}});
+  PgConn superuser = PgConn::Connect(Pg().SuperuserConnString());
+  REQUIRE(superuser.Ok());
+  PgConn idle = PgConn::Connect(rb.ConnString("rb_md5"));
+  PgConn busy = PgConn::Connect(rb.ConnString("rb_md5"));
+  REQUIRE(idle.Ok());
+  REQUIRE(busy.Ok());
+  REQUIRE(idle.Exec("SELECT 1").Scalar() == "1");  // it had the server; now it has none
+
+  const std::string sql = "SELECT 'done' FROM pg_sleep(1.5)";
+  REQUIRE(busy.Send(sql));
+  REQUIRE(WaitActive(superuser, sql));
+  std::string error;
+  CHECK(idle.Cancel(&error));  // sent; ringbouncer must drop it
+  INFO("PQcancel: " << error);
+  QueryResult r = busy.Finish(20s);
+  INFO("[" << r.sqlstate << "] " << r.error);
+  INFO("ringbouncer log:\n" << rb.LogTail());
+  CHECK(r.ok);
+  if (r.ok) CHECK(r.Scalar() == "done");
+
+  // Both clients keep working, and so does a cancel with a key nobody has (a stranger's).
+  CHECK(idle.Exec("SELECT 2").Scalar() == "2");
+  CHECK(busy.Exec("SELECT 3").Scalar() == "3");
+  {
+    RawClient stranger = RawClient::Connect(rb.Host(), rb.Port());
+    stranger.Send(RawClient::Int32(16) + RawClient::Int32(80877102) +
+                  RawClient::Int32(0x12345678) + RawClient::Int32(0x9abcdef0));
+    RawOutcome o = stranger.ReadUntilErrorOrClose(10s);
+    INFO(o.Describe());
+    CHECK(o.closed);  // a cancel connection gets no answer, just a close
+  }
+  CHECK(idle.Exec("SELECT 4").Scalar() == "4");
+  CHECK(rb.Running());
+}
+
+}  // namespace
+}  // namespace rb::test
