@@ -187,6 +187,9 @@ def markdown(results, meta, comparison):
     lines.append(f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), kernel {m['kernel']}, "
                  f"load average before {m['loadavg_before']}, after {m['loadavg_after']}; "
                  f"open files {m['nofile_limit']}; PostgreSQL {m['postgres']}, PgBouncer {m['pgbouncer']}.")
+    if meta.get("phases"):
+        lines.append("Phases: " + ", ".join(f"{p['phase']} {p['seconds']} s (load {p['loadavg_at_start'].split()[0]})"
+                                            for p in meta["phases"]) + ".")
     lines.append("")
     lines.append("Each cell: median <sub>min–max</sub> over the rounds. A ratio is the system's value over PgBouncer "
                  "(one process)'s in the same round, median <sub>min–max</sub> over the rounds; "

@@ -456,9 +456,32 @@ def baseline_from_results(argv):
     return 0
 
 
+def publish(argv):
+    """perf/run --publish perf/results/<timestamp>: that run's results.md into perf/README.md."""
+    if not argv or not os.path.exists(os.path.join(argv[0], "results.md")):
+        print("usage: perf/run --publish perf/results/<timestamp>   (a directory with results.md)", file=sys.stderr)
+        return 2
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    readme = os.path.join(root, "perf/README.md")
+    text = open(readme).read()
+    begin, end = "<!-- results:begin -->", "<!-- results:end -->"
+    if begin not in text or end not in text:
+        print(f"perf/run: {readme} has no {begin} ... {end} block", file=sys.stderr)
+        return 2
+    table = open(os.path.join(argv[0], "results.md")).read().strip()
+    head, rest = text.split(begin, 1)
+    _, tail_ = rest.split(end, 1)
+    with open(readme, "w") as f:
+        f.write(f"{head}{begin}\n{table}\n{end}{tail_}")
+    log(f"copied {argv[0]}/results.md into {readme}")
+    return 0
+
+
 def main(argv):
     if argv[:1] == ["--baseline-from"]:
         return baseline_from_results(argv[1:])
+    if argv[:1] == ["--publish"]:
+        return publish(argv[1:])
     a = parse_args(argv)
     install_signal_handlers()
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -502,21 +525,30 @@ def main(argv):
     try:
         R.start_backends()
         meta["machine"]["postgres"] = R.pg.version
+        phases = meta["phases"] = []
+
+        def phase(name, fn, *args):
+            t = time.monotonic()
+            load = " ".join(open("/proc/loadavg").read().split()[:3])
+            fn(*args)
+            phases.append({"phase": name, "loadavg_at_start": load, "seconds": round(time.monotonic() - t)})
+            note(f"{name}: {phases[-1]['seconds']} s (load average at its start: {load})")
+
         if a.only & {"tps", "latency"}:
             R.start_main_poolers()
         if "tps" in a.only:
-            R.phase_tps()
+            phase("tps", R.phase_tps)
         if "latency" in a.only:
-            R.phase_latency()
+            phase("latency", R.phase_latency)
         for p in list(R.poolers.values()):
             R.stop_pooler(p)
         R.poolers = {}
         if "logins" in a.only:
-            R.phase_logins()
+            phase("logins", R.phase_logins)
         if "memory" in a.only:
-            R.phase_memory()
+            phase("memory", R.phase_memory)
         if "micro" in a.only:
-            R.phase_micro(outdir)
+            phase("micro", R.phase_micro, outdir)
     except HarnessError as e:
         fatal = str(e)
         res.problems.append(f"run stopped: {e}")
