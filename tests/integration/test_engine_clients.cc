@@ -80,5 +80,40 @@ TEST_CASE("pgbench -c 100 in simple and extended protocol through session mode h
   for (const char* protocol : {"simple", "extended"}) RunPgbench100(rb, protocol);
 }
 
+TEST_CASE("pipelined extended-protocol clients (pgbench \\startpipeline) through transaction "
+          "mode have no failed transactions",
+          "[integration][engine]") {
+  PgCluster& pg = PgCluster::Shared();
+  RingbouncerProcess rb(pg, {.settings = {{"pool_mode", "transaction"},
+                                          {"default_pool_size", "5"}}});
+  // Parse/Bind/Execute for every statement, one Sync at the end: the server may be released
+  // only at the ReadyForQuery that answers that Sync, never between the statements.
+  TempDir dir("rb-pipeline");
+  std::string script = dir.WriteFile("pipeline.sql",
+                                     "\\set aid random(1, 100000)\n"
+                                     "\\set delta random(-5000, 5000)\n"
+                                     "\\startpipeline\n"
+                                     "BEGIN;\n"
+                                     "UPDATE pgbench_accounts SET abalance = abalance + :delta "
+                                     "WHERE aid = :aid;\n"
+                                     "SELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n"
+                                     "END;\n"
+                                     "SELECT 1;\n"
+                                     "\\endpipeline\n");
+  std::vector<std::string> args = rb.PgbenchArgs();
+  for (const char* a : {"-n", "-M", "extended", "-c", "30", "-j", "2", "-T", "3", "-f"}) {
+    args.emplace_back(a);
+  }
+  args.push_back(script);
+  args.emplace_back(kTestDb);
+  PgbenchResult result = RunPgbench(args, rb.PasswordEnv(), 120s);
+  INFO("pgbench:\n" << result.output);
+  INFO("ringbouncer log:\n" << rb.LogTail());
+  CHECK(result.exit_code == 0);
+  CHECK(result.parsed);
+  CHECK(result.failed == 0);
+  CHECK(result.transactions > 0);
+}
+
 }  // namespace
 }  // namespace rb::test

@@ -48,7 +48,9 @@ TEST_CASE("a client that disconnects mid-transaction leaves no open transaction 
               .ok);
   // One server for the whole pool (over 4 workers): the next client must get that server, or
   // its replacement, and it must be clean.
-  RingbouncerProcess rb(Pg(), {.settings = {{"default_pool_size", "1"}}});
+  std::string mode = GENERATE(as<std::string>{}, "transaction", "session");
+  INFO("pool_mode " << mode);
+  RingbouncerProcess rb(Pg(), {.settings = {{"default_pool_size", "1"}, {"pool_mode", mode}}});
 
   for (int round = 0; round < 8; ++round) {
     const bool abrupt = round % 2 == 0;  // a vanished socket, or libpq's Terminate
@@ -79,6 +81,31 @@ TEST_CASE("a client that disconnects mid-transaction leaves no open transaction 
       },
       20s, 50ms));
   CHECK(Scalar(superuser, "SELECT count(*) FROM rb_dirty") == "0");
+}
+
+TEST_CASE("session mode resets a server's session state before the next client gets it",
+          "[integration][engine][disconnect]") {
+  RingbouncerProcess rb(Pg(), {.settings = {{"default_pool_size", "1"},
+                                            {"pool_mode", "session"}}});
+  PgConn direct = PgConn::Connect(Pg().ConnString("rb_md5"));  // PostgreSQL itself
+  const std::string default_work_mem = Scalar(direct, "SHOW work_mem");
+  for (int round = 0; round < 4; ++round) {
+    INFO("round " << round);
+    {
+      PgConn first = PgConn::Connect(rb.ConnString("rb_md5"));
+      REQUIRE(first.Ok());
+      REQUIRE(first.Exec("SET work_mem = '7MB'").ok);
+      REQUIRE(first.Exec("PREPARE rb_p AS SELECT 1").ok);
+      REQUIRE(first.Exec("CREATE TEMP TABLE rb_temp(v int)").ok);
+      REQUIRE(Scalar(first, "SHOW work_mem") == "7MB");
+    }  // a clean goodbye: the server goes back to the pool after server_reset_query
+    PgConn next = PgConn::Connect(rb.ConnString("rb_md5"));
+    REQUIRE(next.Ok());
+    INFO("ringbouncer log:\n" << rb.LogTail());
+    CHECK(Scalar(next, "SHOW work_mem") == default_work_mem);
+    CHECK(Scalar(next, "SELECT count(*) FROM pg_prepared_statements") == "0");
+    CHECK(Scalar(next, "SELECT count(*) FROM pg_class WHERE relname = 'rb_temp'") == "0");
+  }
 }
 
 TEST_CASE("a client that vanishes in the middle of a message gets its server closed, not reused",
