@@ -380,9 +380,11 @@ TEST_CASE("systemd-nspawn boots the real units: 4 instances share 6432 and survi
     for (int port : kInstances) {
       INFO(service(port));
       // Type=notify: STATUS= reaches systemd; the passed sockets are logged with their names.
-      REQUIRE_THAT(box.Property(service(port), "StatusText"), Catch::Contains("workers"));
-      REQUIRE_THAT(box.Journal(service(port)),
-                 Catch::Contains("socket activation: 3 socket(s) from systemd: ringbouncer-" + std::to_string(port) + "="));
+      // (journald and STATUS= may trail READY=1 by a moment)
+      REQUIRE(WaitUntil([&] { return box.Property(service(port), "StatusText").find("workers") != std::string::npos; },
+                        10s));
+      const std::string logged = "socket activation: 3 socket(s) from systemd: ringbouncer-" + std::to_string(port) + "=";
+      REQUIRE(WaitUntil([&] { return box.Journal(service(port)).find(logged) != std::string::npos; }, 10s));
       REQUIRE(box.Property(service(port), "User") == "postgres");
       REQUIRE(box.Property(service(port), "LimitNOFILE") == "16384");
     }
@@ -433,7 +435,8 @@ TEST_CASE("systemd-nspawn boots the real units: 4 instances share 6432 and survi
     INFO("reload: " << rl.out << rl.err);
     REQUIRE(rl.exit_code == 0);
     REQUIRE(box.Property(service(50002), "MainPID") == pid);
-    REQUIRE_THAT(box.Journal(service(50002)), Catch::Contains("got SIGHUP, re-reading config"));
+    REQUIRE(WaitUntil(
+        [&] { return box.Journal(service(50002)).find("got SIGHUP, re-reading config") != std::string::npos; }, 10s));
     NetnsGuard in_container(box.Leader());
     REQUIRE(WaitUntil([&] { return Cell(Query(admin(50002), "SHOW CONFIG"), "key", "default_pool_size", "value") == "7"; },
                     10s));
