@@ -19,10 +19,12 @@ namespace {
 struct ProbeRing {
   io_uring ring{};
   bool ok = false;
-  explicit ProbeRing(uint32_t flags = 0, io_uring_params* out = nullptr) {
+  explicit ProbeRing(uint32_t flags = 0, io_uring_params* out = nullptr, int* error = nullptr) {
     io_uring_params p{};
     p.flags = flags;
-    ok = io_uring_queue_init_params(8, &ring, &p) == 0;
+    int ret = io_uring_queue_init_params(8, &ring, &p);
+    ok = ret == 0;
+    if (error) *error = ret < 0 ? -ret : 0;
     if (out) *out = p;
   }
   ~ProbeRing() {
@@ -102,7 +104,7 @@ Features ProbeFeatures() {
 
   io_uring_params p{};
   {
-    ProbeRing r(0, &p);
+    ProbeRing r(0, &p, &f.setup_errno);
     if (!r.ok) return f;  // no io_uring at all; MeetsFloor reports it
     f.ext_arg = p.features & IORING_FEAT_EXT_ARG;
     f.nodrop = p.features & IORING_FEAT_NODROP;
@@ -159,6 +161,16 @@ uint32_t Features::WorkerSetupFlags() const {
 }
 
 bool Features::MeetsFloor(std::string* missing) const {
+  if (setup_errno != 0) {
+    // EPERM: a seccomp profile (Docker 25+ blocks io_uring by default) or the sysctl
+    // kernel.io_uring_disabled; ENOSYS: a kernel without io_uring.
+    if (missing) {
+      *missing = absl::StrCat("io_uring itself (io_uring_setup: ", strerror(setup_errno),
+                              setup_errno == EPERM ? "; blocked by a seccomp profile or kernel.io_uring_disabled?" : "",
+                              ")");
+    }
+    return false;
+  }
   std::vector<const char*> miss;
   if (!ext_arg) miss.push_back("IORING_FEAT_EXT_ARG");
   if (!buf_ring) miss.push_back("provided buffer rings");

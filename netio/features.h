@@ -31,6 +31,7 @@ struct Features {
   bool register_ring_fd = false;
   bool napi = false;            // 6.9
   std::string kernel_release;
+  int setup_errno = 0;          // io_uring_setup's error when io_uring is not usable at all
 
   // Setup flags for a worker ring, from what the probe accepted.
   uint32_t WorkerSetupFlags() const;
