@@ -770,9 +770,17 @@ std::string AdminConsole::ShowPeers() {
   return rs.Done();
 }
 
+// One row per configured peer. Forwarded cancels are the only traffic to a peer: a client's
+// CancelRequest is forwarded at once (never waits), so the client columns stay 0.
 std::string AdminConsole::ShowPeerPools() {
   ResultSet rs({{"peer_id", kI}, {"cl_active_cancel_req", kI}, {"cl_waiting_cancel_req", kI}, {"sv_active_cancel", kI},
                 {"sv_login", kI}});
+  std::vector<PeerConfig> peers = worker_->config_->peers;
+  std::sort(peers.begin(), peers.end(), [](const PeerConfig& a, const PeerConfig& b) { return a.peer_id < b.peer_id; });
+  for (const PeerConfig& p : peers) {
+    SharedState::PeerCancelCounts n = worker_->shared_->PeerCancels(p.peer_id);
+    rs.Add({Int(p.peer_id), Int(0), Int(0), Int(n.active), Int(n.login)});
+  }
   return rs.Done();
 }
 

@@ -126,7 +126,9 @@ struct ServerConn {
   bool dirty = false;           // unknown state: close rather than reuse
   int handover_to = -1;         // kHandover: the worker that gets it
   bool connecting = false;      // a connect SQE is in flight
+  bool connected = false;       // kCancelRequest: the connect succeeded
   uint8_t host_index = 0;       // which of the database's hosts it is connected to
+  uint16_t peer_id = 0;         // kCancelRequest to a peer: which one
   Pool* pool = nullptr;
   ClientConn* client = nullptr;
   proto::FrameScanner<512> scanner;

@@ -143,7 +143,9 @@ void Worker::LinkClientServer(ClientConn* c, ServerConn* s) {
   ++pool->cl_active;
   c->wait_notified = false;
   ++pool->stats.server_assignments;
-  if (c->request_time_ns) pool->stats.wait_time_us += static_cast<uint64_t>(now_ns_ - c->request_time_ns) / 1000;
+  uint64_t wait_us = c->request_time_ns ? static_cast<uint64_t>(now_ns_ - c->request_time_ns) / 1000 : 0;
+  pool->stats.wait_time_us += wait_us;
+  pool->latency.wait.Record(wait_us);  // metrics: one observation per server assignment
   s->xact_start_ns = now_ns_;
   if (c->tracker.Busy()) s->query_start_ns = c->query_start_ns ? c->query_start_ns : now_ns_;
   // A server idle for longer than server_check_delay may have died quietly: test it first.
@@ -473,7 +475,7 @@ void Worker::ForwardCancelToPeer(proto::CancelKey key) {
   RB_DEBUG("forwarding cancellation request to peer %d", peer->peer_id);
   std::string payload;
   proto::AppendCancelRequest(&payload, key.ToBackendKey());
-  OpenCancelConnection(payload, peer->host, peer->port, nullptr);
+  OpenCancelConnection(payload, peer->host, peer->port, nullptr, static_cast<uint16_t>(peer->peer_id));
 }
 
 }  // namespace rb::engine

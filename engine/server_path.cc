@@ -198,6 +198,8 @@ void Worker::OnServerConnect(ServerConn* s, const io_uring_cqe& cqe) {
     return;
   }
   if (s->state == ServerState::kCancelRequest) {
+    if (s->peer_id != 0) shared_->CountPeerCancel(s->peer_id, -1, +1);
+    s->connected = true;
     buffers_->AppendCopy(s->io.out, s->cancel_payload, sizeof(s->cancel_payload));
     SendServer(s);
     ArmRecv(s, kOpServerRecv);  // PostgreSQL closes the connection once it has read the key
@@ -553,6 +555,7 @@ struct ServerScan {
   ClientConn* c;
   VarCache* vars;
   PoolStats* stats;
+  PoolLatency* latency;  // metrics: every counted query and transaction is also recorded here
   int64_t now;
   bool saw_ready = false;
   uint8_t last_status = 'I';
@@ -569,13 +572,18 @@ struct ServerScan {
       saw_ready = true;
       last_status = status;
       ++stats->queries;
+      uint64_t query_us = 0;
       if (s->query_start_ns) {
-        stats->query_time_us += static_cast<uint64_t>(now - s->query_start_ns) / 1000;
+        query_us = static_cast<uint64_t>(now - s->query_start_ns) / 1000;
+        stats->query_time_us += query_us;
         s->query_start_ns = c->tracker.Busy() ? now : 0;
       }
+      latency->query.Record(query_us);
       if (status == 'I' && !c->tracker.Busy()) {
         ++stats->xacts;
-        if (s->xact_start_ns) stats->xact_time_us += static_cast<uint64_t>(now - s->xact_start_ns) / 1000;
+        uint64_t xact_us = s->xact_start_ns ? static_cast<uint64_t>(now - s->xact_start_ns) / 1000 : 0;
+        stats->xact_time_us += xact_us;
+        latency->xact.Record(xact_us);
         s->xact_start_ns = 0;
       }
       return;
@@ -607,7 +615,7 @@ void Worker::ServerData(ServerConn* s, uint32_t buf, uint32_t len) {
     CloseServer(s, "server got data without a client");
     return;
   }
-  ServerScan scan{this, s, c, vars_.get(), &pool->stats, now_ns_};
+  ServerScan scan{this, s, c, vars_.get(), &pool->stats, &pool->latency, now_ns_};
   uint32_t max_body = 0x7fffffffu - 4;
   proto::ScanResult r = s->scanner.Scan(buffers_->Data(buf), len, max_body, scan);
   if (r.status == proto::ScanStatus::kBadLength || scan.bad) {
@@ -803,6 +811,9 @@ void Worker::CloseServer(ServerConn* s, const std::string& reason) {
     pool->db_shared->servers.Release();
     pool->user_shared->servers.Release();
   }
+  if (s->state == ServerState::kCancelRequest && s->peer_id != 0) {
+    shared_->CountPeerCancel(s->peer_id, s->connected ? 0 : -1, s->connected ? -1 : 0);
+  }
   timers_->Disarm(&s->timer);
   delete s->login;
   s->login = nullptr;
@@ -910,10 +921,13 @@ void Worker::SendCancelToServer(const ServerConn* s) {
 
 // Sends a 16-byte CancelRequest to host:port and closes once the other side does (PostgreSQL
 // and PgBouncer close a cancel connection without a word).
-void Worker::OpenCancelConnection(const std::string& payload, const std::string& host, int port, Pool* pool) {
+void Worker::OpenCancelConnection(const std::string& payload, const std::string& host, int port, Pool* pool,
+                                  uint16_t peer_id) {
   ServerConn* s = servers_.Allocate();
   s->state = ServerState::kCancelRequest;
   s->pool = pool;
+  s->peer_id = peer_id;
+  if (peer_id != 0) shared_->CountPeerCancel(peer_id, +1, 0);
   s->connect_time_ns = now_ns_;
   s->id = (uint64_t{static_cast<uint32_t>(id_)} << 48) | next_id_++;
   s->timer.owner = 2;

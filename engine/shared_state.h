@@ -134,6 +134,24 @@ class SharedState {
 
   // Pausing. Each DatabaseShared::paused is kept equal to (its db_paused, or a process-wide
   // pause), including for databases met while paused.
+  // Cancel requests being forwarded to each peer, for SHOW PEER_POOLS. Touched once per
+  // forwarded cancel, which is rare.
+  struct PeerCancelCounts {
+    int login = 0;   // connecting to the peer
+    int active = 0;  // connected, sending the request
+  };
+  void CountPeerCancel(int peer_id, int login_delta, int active_delta) {
+    absl::MutexLock lock(&peer_mu_);
+    PeerCancelCounts& c = peer_cancels_[peer_id];
+    c.login += login_delta;
+    c.active += active_delta;
+  }
+  PeerCancelCounts PeerCancels(int peer_id) {
+    absl::MutexLock lock(&peer_mu_);
+    auto it = peer_cancels_.find(peer_id);
+    return it == peer_cancels_.end() ? PeerCancelCounts{} : it->second;
+  }
+
   PauseMode pause_mode() const { return static_cast<PauseMode>(pause_mode_.load(std::memory_order_acquire)); }
   void SetPauseMode(PauseMode mode);
   void SetDatabasePaused(const std::string& db, bool paused);
@@ -151,6 +169,8 @@ class SharedState {
   std::vector<std::unique_ptr<WorkerEndpoint>> endpoints_;
   ControlInbox control_;
   std::atomic<int> pause_mode_{0};
+  absl::Mutex peer_mu_;
+  absl::flat_hash_map<int, PeerCancelCounts> peer_cancels_ ABSL_GUARDED_BY(peer_mu_);
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<PoolShared>> pools_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::unique_ptr<DatabaseShared>> databases_ ABSL_GUARDED_BY(mu_);

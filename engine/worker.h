@@ -226,7 +226,8 @@ class Worker {
   void ArmServerTimer(ServerConn* s);
   void OnServerTimer(ServerConn* s);
   void SendCancelToServer(const ServerConn* s);
-  void OpenCancelConnection(const std::string& payload, const std::string& host, int port, Pool* pool);
+  void OpenCancelConnection(const std::string& payload, const std::string& host, int port, Pool* pool,
+                            uint16_t peer_id = 0);
   void ForwardCancelToPeer(proto::CancelKey key);
   std::string ServerPrefix(const ServerConn* s) const;
   bool ServerAddress(Pool* pool, uint8_t* host_index, sockaddr_storage* addr, socklen_t* len, std::string* error);

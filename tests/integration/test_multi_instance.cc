@@ -227,6 +227,11 @@ TEST_CASE("four instances on one port: 400 clients reach all of them and each ad
     REQUIRE(config.ok);
     CHECK(Cell(config, "key", "peer_id", "value") == std::to_string(i + 1));
 
+    // SHOW PEER_POOLS: one row per configured peer, as in PgBouncer.
+    QueryResult peer_pools = admin.Exec("SHOW PEER_POOLS");
+    REQUIRE(peer_pools.ok);
+    CHECK(peer_pools.rows.size() == static_cast<size_t>(group.Size()));
+
     // SHOW POOLS: this instance's clients of rbtest, and no one else's.
     QueryResult pools = admin.Exec("SHOW POOLS");
     REQUIRE(pools.ok);
