@@ -15,6 +15,7 @@
 #include "engine/config.h"
 #include "engine/connection.h"
 #include "engine/intrusive_list.h"
+#include "engine/latency_histogram.h"
 #include "engine/shared_state.h"
 #include "proto/scram.h"
 
@@ -92,6 +93,9 @@ struct Pool {
 
   int64_t next_launch_ns = 0;  // server_login_retry after a failure
   PoolStats stats;
+  // Transaction, query and wait times as histograms (SHOW LATENCY, the metrics endpoint),
+  // recorded next to the PoolStats totals they match.
+  PoolLatency latency;
   int64_t max_wait_start_ns() const { return waiting.empty() ? 0 : waiting.front()->request_time_ns; }
 };
 
