@@ -189,9 +189,11 @@ TEST_CASE("junk, oversized, truncated and slowloris clients get an error or a cl
   CHECK(Query(rb.ConnString("rb_md5"), "SELECT 1").Scalar() == "1");
 }
 
-TEST_CASE("a slowloris login is closed at client_login_timeout", "[integration][engine][bad-input]") {
-  RingbouncerProcess rb(PgCluster::Shared(),
-                        {.settings = {{"client_login_timeout", std::to_string(kLoginTimeoutSeconds)}}});
+TEST_CASE("a slowloris login is closed at client_login_timeout",
+          "[integration][engine][bad-input]") {
+  RingbouncerProcess rb(
+      PgCluster::Shared(),
+      {.settings = {{"client_login_timeout", std::to_string(kLoginTimeoutSeconds)}}});
   RawClient c = RawClient::Connect(rb.Host(), rb.Port());
   std::string packet = StartupFor("rb_md5");
   const auto start = Clock::now();

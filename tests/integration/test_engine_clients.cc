@@ -80,6 +80,46 @@ TEST_CASE("pgbench -c 100 in simple and extended protocol through session mode h
   for (const char* protocol : {"simple", "extended"}) RunPgbench100(rb, protocol);
 }
 
+// engine bug: in statement mode the ReadyForQuery 'T' after BEGIN is forwarded to the client
+// before the FATAL, so BEGIN reports success and the error arrives on an idle connection
+// (libpq then says "server closed the connection unexpectedly" on the next statement).
+TEST_CASE("statement mode serves single statements and refuses a transaction block",
+          "[integration][engine][!mayfail]") {
+  PgCluster& pg = PgCluster::Shared();
+  RingbouncerProcess rb(pg, {.settings = {{"pool_mode", "statement"},
+                                          {"default_pool_size", "5"}}});
+  std::vector<std::string> args = rb.PgbenchArgs();
+  for (const char* a : {"-n", "-S", "-M", "extended", "-c", "20", "-j", "2", "-T", "2"}) {
+    args.emplace_back(a);
+  }
+  args.emplace_back(kTestDb);
+  PgbenchResult result = RunPgbench(args, rb.PasswordEnv(), 120s);
+  INFO("pgbench:\n" << result.output);
+  INFO("ringbouncer log:\n" << rb.LogTail());
+  CHECK(result.exit_code == 0);
+  CHECK(result.failed == 0);
+  CHECK(result.transactions > 0);
+
+  PgConn conn = PgConn::Connect(rb.ConnString("rb_md5"));
+  REQUIRE(conn.Ok());
+  CHECK(conn.Exec("SELECT 1").Scalar() == "1");
+  // PgBouncer answers the ReadyForQuery 'T' that opens the block with its FATAL instead, so
+  // BEGIN itself fails with the message (Debian's pgbouncer 1.18 does: psql -c BEGIN prints
+  // only the FATAL). Nothing may run inside the block either way.
+  QueryResult begin = conn.Exec("BEGIN");
+  INFO("BEGIN: ok=" << begin.ok << " [" << begin.sqlstate << "] " << begin.error);
+  QueryResult inside = conn.Exec("SELECT 'inside'");
+  INFO("next: ok=" << inside.ok << " [" << inside.sqlstate << "] " << inside.error);
+  CHECK_FALSE(inside.ok);
+  CHECK_FALSE(begin.ok);
+  CHECK(begin.error.find("transaction blocks not allowed in statement pooling mode") !=
+        std::string::npos);
+  // The refused client's server was dropped, not left in a transaction for the next one.
+  PgConn next = PgConn::Connect(rb.ConnString("rb_md5"));
+  REQUIRE(next.Ok());
+  CHECK(next.Exec("SELECT now() = statement_timestamp()").Scalar() == "t");
+}
+
 TEST_CASE("pipelined extended-protocol clients (pgbench \\startpipeline) through transaction "
           "mode have no failed transactions",
           "[integration][engine]") {

@@ -37,6 +37,21 @@ bool BackendGone(PgConn& superuser, const std::string& pid) {
       20s, 50ms);
 }
 
+// The state column of SHOW SERVERS, one per line, through the admin console on the unix socket
+// (the process's own user may log in as pgbouncer there).
+std::string ServerStates(const RingbouncerProcess& rb) {
+  QueryResult r = Query("host=" + rb.SocketDir() + " port=" + std::to_string(rb.Port()) +
+                            " dbname=pgbouncer user=pgbouncer connect_timeout=20",
+                        "SHOW SERVERS");
+  if (!r.ok) return "error: " + r.error;
+  std::string out;
+  for (size_t c = 0; c < r.columns.size(); ++c) {
+    if (r.columns[c] != "state") continue;
+    for (const auto& row : r.rows) out += row[c] + "\n";
+  }
+  return out;
+}
+
 TEST_CASE("a client that disconnects mid-transaction leaves no open transaction and no row "
           "behind",
           "[integration][engine][disconnect]") {
@@ -127,7 +142,10 @@ TEST_CASE("a client that vanishes in the middle of a message gets its server clo
     std::string query = RawClient::QueryMessage("SELECT 1 /*" + std::string(84, 'p') + "*/");
     RawClient raw = RawClient::Adopt(std::move(client));
     REQUIRE(raw.Send(query.substr(0, 25)));
-    std::this_thread::sleep_for(500ms);
+    // The admin console says when the server is linked (it may come from another worker).
+    CHECK(Eventually([&] { return ServerStates(rb).find("active") != std::string::npos; }, 10s,
+                     20ms));
+    std::this_thread::sleep_for(100ms);  // and the bytes on their way
     raw.Close();
 
     // Reused, that server would take the next client's query as the rest of the message.
@@ -143,12 +161,40 @@ TEST_CASE("a client that vanishes in the middle of a message gets its server clo
   }
 }
 
+TEST_CASE("a client that leaves before its answer comes never lets the answer reach the next "
+          "client",
+          "[integration][engine][disconnect]") {
+  RingbouncerProcess rb(Pg(), {.settings = {{"default_pool_size", "1"}}});
+  for (int round = 0; round < 6; ++round) {
+    INFO("round " << round);
+    {
+      PgConn leaver = PgConn::Connect(rb.ConnString("rb_md5"));
+      REQUIRE(leaver.Ok());
+      RawClient raw = RawClient::Adopt(std::move(leaver));
+      // A whole query, then gone (half-close after a Terminate, or a bare close).
+      REQUIRE(raw.Send(RawClient::QueryMessage("SELECT 'leaked' FROM pg_sleep(0.3)")));
+      if (round % 2 == 0) raw.Send(RawClient::TypedMessage('X', ""));
+      raw.Close();
+    }
+    PgConn next = PgConn::Connect(rb.ConnString("rb_md5"));
+    REQUIRE(next.Ok());
+    QueryResult r = next.Exec("SELECT 'mine'", 15s);
+    INFO("[" << r.sqlstate << "] " << r.error);
+    INFO("ringbouncer log:\n" << rb.LogTail());
+    REQUIRE(r.ok);
+    CHECK(r.Scalar() == "mine");
+    CHECK(Scalar(next, "SELECT 'again'") == "again");
+  }
+}
+
 TEST_CASE("a server killed under a client in a transaction gives it an error and the pool "
           "recovers",
           "[integration][engine][disconnect]") {
   PgConn superuser = PgConn::Connect(Pg().SuperuserConnString());
   REQUIRE(superuser.Ok());
-  RingbouncerProcess rb(Pg(), {.settings = {{"default_pool_size", "2"}}});
+  std::string mode = GENERATE(as<std::string>{}, "transaction", "session");
+  INFO("pool_mode " << mode);
+  RingbouncerProcess rb(Pg(), {.settings = {{"default_pool_size", "2"}, {"pool_mode", mode}}});
 
   SECTION("idle in transaction") {
     PgConn client = PgConn::Connect(rb.ConnString("rb_md5"));

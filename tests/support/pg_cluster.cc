@@ -93,11 +93,10 @@ void PgCluster::Restart(std::string_view mode) {
   if (stopped_) throw std::runtime_error("PgCluster::Restart: the cluster is stopped");
   std::vector<std::string> argv;
   if (geteuid() == 0) argv = {"runuser", "-u", "postgres", "--"};
-  for (std::string arg : {BinDir() + "/pg_ctl", std::string("-D"), dir_ + "/data", std::string("-l"),
-                          LogPath(), std::string("-m"), std::string(mode), std::string("-w"),
-                          std::string("-t"), std::string("60"), std::string("restart")}) {
-    argv.push_back(arg);
-  }
+  const std::vector<std::string> command = {BinDir() + "/pg_ctl", "-D", dir_ + "/data",
+                                            "-l", LogPath(), "-m", std::string(mode), "-w",
+                                            "-t", "60", "restart"};
+  argv.insert(argv.end(), command.begin(), command.end());
   // From /: the postgres user may not be allowed into the caller's directory.
   Subprocess pg_ctl(SubprocessOptions{.argv = argv, .cwd = "/"});
   std::optional<int> code = pg_ctl.Wait(kStartTimeout);

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
@@ -110,7 +112,13 @@ RingbouncerProcess::RingbouncerProcess(const PgCluster& pg, RingbouncerOptions o
   std::vector<std::string> argv = {RingbouncerPath()};
   argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
   argv.push_back(config_path_);
-  process_.emplace(SubprocessOptions{.argv = argv});
+  // Under -fsanitize=undefined a report is only printed by default; make it stop the process, so
+  // that a test sees it fail (and the report is in the log) instead of passing over it.
+  std::vector<std::string> env;
+  if (getenv("UBSAN_OPTIONS") == nullptr) {
+    env.emplace_back("UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1");
+  }
+  process_.emplace(SubprocessOptions{.argv = argv, .env = env});
 
   const auto deadline = Clock::now() + options.start_timeout;
   for (;;) {
@@ -127,8 +135,28 @@ RingbouncerProcess::RingbouncerProcess(const PgCluster& pg, RingbouncerOptions o
 }
 
 RingbouncerProcess::~RingbouncerProcess() {
-  if (process_) process_->KillAndWait();
+  if (process_) {
+    process_->KillAndWait();
+    if (std::string report = SanitizerReport(); !report.empty()) {
+      std::fprintf(stderr, "ringbouncer (pid %d) printed a sanitizer report:\n%s\n",
+                   static_cast<int>(process_->Pid()), report.c_str());
+    }
+  }
   if (reserve_fd_ >= 0) close(reserve_fd_);
+}
+
+std::string RingbouncerProcess::SanitizerReport() const {
+  std::string log = LogText();
+  for (const char* marker :
+       {"runtime error:", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer"}) {
+    size_t at = log.find(marker);
+    if (at != std::string::npos) {
+      size_t start = log.rfind('\n', at);
+      start = start == std::string::npos ? 0 : start + 1;
+      return log.substr(start, 4000);
+    }
+  }
+  return "";
 }
 
 std::string RingbouncerProcess::ConnString(std::string_view user, std::string_view db,

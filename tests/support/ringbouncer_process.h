@@ -87,6 +87,9 @@ class RingbouncerProcess {
   bool Running() { return process_->Running(); }
   // Sends `sig` to ringbouncer itself.
   void Signal(int sig) { process_->Kill(sig); }
+  // The first ASan/UBSan/LSan report in the log (from its first line, up to 4000 bytes), or "".
+  // Under RB_SANITIZE builds UBSan is told to halt on error, so a report also ends the process.
+  std::string SanitizerReport() const;
   // VmRSS of the process in KiB, from /proc/PID/status; -1 if it can't be read.
   long RssKiB() const;
   // SIGQUIT (PgBouncer's "exit at once"), then SIGKILL if it hasn't exited within `grace`.
