@@ -16,6 +16,7 @@
 #include "engine/admin_session.h"
 #include "engine/connection.h"
 #include "engine/log.h"
+#include "engine/metrics_server.h"
 #include "engine/worker.h"
 #include "netio/listener.h"
 #include "proto/message_assembler.h"
@@ -449,10 +450,15 @@ void AdminConsole::WakeWorkers() {
 // Requests.
 
 void AdminConsole::Broadcast(ClientConn* c, AdminRequest* r) {
-  SharedState* ss = worker_->shared_;
-  r->origin = worker_->id_;
+  r->reply_to = AdminReplyTo::kConsole;
   r->client_slot = c->slot;
   r->client_generation = c->generation;
+  Gather(r);
+}
+
+void AdminConsole::Gather(AdminRequest* r) {
+  SharedState* ss = worker_->shared_;
+  r->origin = worker_->id_;
   r->parts.resize(static_cast<size_t>(ss->workers()));
   std::vector<int> others;
   for (int w = 0; w < ss->workers(); ++w) {
@@ -507,6 +513,10 @@ void AdminConsole::OnMail(const netio::MailMessage& m) {
 }
 
 void AdminConsole::Finish(AdminRequest* r) {
+  if (r->reply_to == AdminReplyTo::kMetrics) {
+    worker_->metrics_->OnGathered(r);
+    return;
+  }
   std::unique_ptr<AdminRequest> owned(r);
   ClientConn* c = worker_->clients_.Find(r->client_slot, r->client_generation);
   if (c && (c->state != ClientState::kAdmin || !c->admin)) c = nullptr;

@@ -43,6 +43,10 @@ class AdminConsole {
   void OnBytes(ClientConn* c, const uint8_t* data, uint32_t len);
   void OnMail(const netio::MailMessage& m);
   void OnClose(ClientConn* c);
+  // Posts `r` to every running worker and fills this worker's part at once. When the last part
+  // is in, the answer is rendered on this worker: to the console client the request names, or
+  // handed to the MetricsServer (reply_to kMetrics), which then owns it.
+  void Gather(AdminRequest* r);
 
  private:
   // ---- admin_console.cc ----
@@ -66,7 +70,7 @@ class AdminConsole {
 
   // ---- admin_show.cc ----
   void FillShowPart(AdminRequest* r, AdminWorkerPart* part);
-  void FillPools(AdminWorkerPart* part, bool with_stats);
+  void FillPools(AdminWorkerPart* part, bool with_stats, bool with_latency = false);
   void FillSockets(ShowKind kind, AdminWorkerPart* part);
   std::vector<std::optional<std::string>> ClientRow(ClientConn* c, const char* state, bool debug);
   std::vector<std::optional<std::string>> ServerRow(ServerConn* s, const char* state, bool debug);
@@ -81,6 +85,7 @@ class AdminConsole {
   std::string ShowFds();
   std::string ShowDnsZones();
   std::string ShowHelp();
+  std::string RenderLatency(const AdminRequest& r);
   void RotateStats(int64_t now_ns);
 
   // ---- admin_commands.cc ----

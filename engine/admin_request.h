@@ -7,17 +7,21 @@
 // renders the answer, if the client is still there. The mailbox hand-off orders each worker's
 // writes before the origin's reads, so no lock is needed; `outstanding` is the only shared
 // counter. Process-wide commands (RELOAD, SET, SHUTDOWN) go to the control thread's inbox
-// instead, which answers the same way through the origin's mailbox.
+// instead, which answers the same way through the origin's mailbox. The metrics endpoint
+// gathers its numbers with the same requests (AdminConsole::Gather, reply_to kMetrics).
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "engine/config.h"
+#include "engine/latency_histogram.h"
 #include "engine/pool.h"
 #include "engine/worker.h"
 
@@ -54,6 +58,14 @@ enum class ShowKind : uint8_t {
   kMem,
   kWorkers,
   kDnsHosts,
+  kLatency,  // SHOW LATENCY: the pools' histograms
+  kMetrics,  // the metrics endpoint: pools with stats and histograms, and every worker's totals
+};
+
+// Who gets the merged parts on the origin worker.
+enum class AdminReplyTo : uint8_t {
+  kConsole,  // an admin console client (client_slot, client_generation name it)
+  kMetrics,  // a metrics endpoint connection (MetricsServer's slot and generation)
 };
 
 // One worker's shard of one pool.
@@ -72,6 +84,7 @@ struct AdminPoolPart {
   std::optional<std::string> load_balance_hosts;  // set only for a multi-host database
   PoolStats stats;  // totals now
   PoolStats older;  // totals at the stats period before last (for the averages)
+  PoolLatency latency;  // kLatency and kMetrics only
 };
 
 // One row of SHOW CLIENTS/SERVERS/SOCKETS, already formatted, with what orders it.
@@ -120,6 +133,7 @@ struct AdminRequest {
   ShutdownMode shutdown_mode = ShutdownMode::kImmediate;
 
   // Where the answer goes.
+  AdminReplyTo reply_to = AdminReplyTo::kConsole;
   int origin = 0;
   uint32_t client_slot = 0;
   uint32_t client_generation = 0;
@@ -128,6 +142,14 @@ struct AdminRequest {
   std::vector<AdminWorkerPart> parts;  // one per worker
   absl::Status status;                 // control plane: the result
 };
+
+// The pools of every part merged over the workers' shards, by (database, user), in PgBouncer's
+// order (without the console's own pool).
+using MergedPools = std::map<std::pair<std::string, std::string>, AdminPoolPart>;
+MergedPools MergePoolParts(const std::vector<AdminWorkerPart>& parts);
+// The process-wide counts (clients, servers, slots, buffers) summed over the parts.
+AdminWorkerPart SumWorkerParts(const std::vector<AdminWorkerPart>& parts);
+void AddPoolStats(PoolStats* total, const PoolStats& s);
 
 // kMailAdmin with a null ptr is the control thread's tick; arg32 holds these flags and arg64
 // the control thread's monotonic clock in nanoseconds.

@@ -97,20 +97,6 @@ uint64_t DisplayId(uint64_t id, int workers) {
   return (id & ((uint64_t{1} << 48) - 1)) * static_cast<uint64_t>(workers) + (id >> 48);
 }
 
-void AddStats(PoolStats* total, const PoolStats& s) {
-  total->server_assignments += s.server_assignments;
-  total->xacts += s.xacts;
-  total->queries += s.queries;
-  total->bytes_received += s.bytes_received;
-  total->bytes_sent += s.bytes_sent;
-  total->xact_time_us += s.xact_time_us;
-  total->query_time_us += s.query_time_us;
-  total->wait_time_us += s.wait_time_us;
-  total->client_parses += s.client_parses;
-  total->server_parses += s.server_parses;
-  total->binds += s.binds;
-}
-
 // PgBouncer's calc_average: counts per second over the window, times per event.
 PoolStats Average(const PoolStats& cur, const PoolStats& old, int64_t dur_us) {
   PoolStats a;
@@ -139,6 +125,64 @@ std::optional<std::string> LoadBalanceOf(const DatabaseConfig* db) {
 }
 
 }  // namespace
+
+void AddPoolStats(PoolStats* total, const PoolStats& s) {
+  total->server_assignments += s.server_assignments;
+  total->xacts += s.xacts;
+  total->queries += s.queries;
+  total->bytes_received += s.bytes_received;
+  total->bytes_sent += s.bytes_sent;
+  total->xact_time_us += s.xact_time_us;
+  total->query_time_us += s.query_time_us;
+  total->wait_time_us += s.wait_time_us;
+  total->client_parses += s.client_parses;
+  total->server_parses += s.server_parses;
+  total->binds += s.binds;
+}
+
+MergedPools MergePoolParts(const std::vector<AdminWorkerPart>& parts) {
+  MergedPools pools;
+  for (const AdminWorkerPart& p : parts) {
+    for (const AdminPoolPart& pp : p.pools) {
+      auto [it, fresh] = pools.try_emplace({pp.database, pp.user}, pp);
+      if (fresh) continue;
+      AdminPoolPart& m = it->second;
+      m.cl_active += pp.cl_active;
+      m.cl_waiting += pp.cl_waiting;
+      m.sv_active += pp.sv_active;
+      m.sv_idle += pp.sv_idle;
+      m.sv_used += pp.sv_used;
+      m.sv_tested += pp.sv_tested;
+      m.sv_login += pp.sv_login;
+      m.max_wait_us = std::max(m.max_wait_us, pp.max_wait_us);
+      AddPoolStats(&m.stats, pp.stats);
+      AddPoolStats(&m.older, pp.older);
+      m.latency.Merge(pp.latency);
+    }
+  }
+  return pools;
+}
+
+AdminWorkerPart SumWorkerParts(const std::vector<AdminWorkerPart>& parts) {
+  AdminWorkerPart total;
+  for (const AdminWorkerPart& p : parts) {
+    total.clients += p.clients;
+    total.client_slots += p.client_slots;
+    total.login_clients += p.login_clients;
+    total.admin_clients += p.admin_clients;
+    total.servers += p.servers;
+    total.server_slots += p.server_slots;
+    total.buffers += p.buffers;
+    total.buffers_free += p.buffers_free;
+    total.buffer_size = std::max(total.buffer_size, p.buffer_size);
+    total.xacts += p.xacts;
+    total.queries += p.queries;
+    total.bytes_in += p.bytes_in;
+    total.bytes_out += p.bytes_out;
+    total.cpu_us += p.cpu_us;
+  }
+  return total;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Each worker's part.
@@ -180,6 +224,10 @@ void AdminConsole::FillShowPart(AdminRequest* r, AdminWorkerPart* part) {
         part->dns.push_back(std::move(row));
       }
       break;
+    case ShowKind::kLatency:
+    case ShowKind::kMetrics:
+      FillPools(part, /*with_stats=*/true, /*with_latency=*/true);
+      break;
     case ShowKind::kWorkers:
       break;
   }
@@ -214,7 +262,7 @@ void AdminConsole::FillTotals(AdminWorkerPart* part) {
   }
 }
 
-void AdminConsole::FillPools(AdminWorkerPart* part, bool with_stats) {
+void AdminConsole::FillPools(AdminWorkerPart* part, bool with_stats, bool with_latency) {
   int64_t now = MonotonicNanos();
   for (auto& [key, pool] : worker_->pools_) {
     AdminPoolPart p;
@@ -236,6 +284,7 @@ void AdminConsole::FillPools(AdminWorkerPart* part, bool with_stats) {
       auto it = snapshots_.find(pool->shared);
       if (it != snapshots_.end()) p.older = it->second.older;
     }
+    if (with_latency) p.latency = pool->latency;
     part->pools.push_back(std::move(p));
   }
 }
@@ -456,39 +505,11 @@ std::string AdminConsole::RenderShow(AdminRequest* r) {
   int64_t now = MonotonicNanos();
 
   // Totals over the workers that answered.
-  AdminWorkerPart total;
-  for (const AdminWorkerPart& p : r->parts) {
-    total.clients += p.clients;
-    total.client_slots += p.client_slots;
-    total.login_clients += p.login_clients;
-    total.admin_clients += p.admin_clients;
-    total.servers += p.servers;
-    total.server_slots += p.server_slots;
-    total.buffers += p.buffers;
-    total.buffers_free += p.buffers_free;
-    total.buffer_size = std::max(total.buffer_size, p.buffer_size);
-  }
+  AdminWorkerPart total = SumWorkerParts(r->parts);
 
   // Pools merged over the workers' shards, in PgBouncer's order (database, then user), with
   // the console's own pool.
-  std::map<std::pair<std::string, std::string>, AdminPoolPart> pools;
-  for (const AdminWorkerPart& p : r->parts) {
-    for (const AdminPoolPart& pp : p.pools) {
-      auto [it, fresh] = pools.try_emplace({pp.database, pp.user}, pp);
-      if (fresh) continue;
-      AdminPoolPart& m = it->second;
-      m.cl_active += pp.cl_active;
-      m.cl_waiting += pp.cl_waiting;
-      m.sv_active += pp.sv_active;
-      m.sv_idle += pp.sv_idle;
-      m.sv_used += pp.sv_used;
-      m.sv_tested += pp.sv_tested;
-      m.sv_login += pp.sv_login;
-      m.max_wait_us = std::max(m.max_wait_us, pp.max_wait_us);
-      AddStats(&m.stats, pp.stats);
-      AddStats(&m.older, pp.older);
-    }
-  }
+  MergedPools pools = MergePoolParts(r->parts);
   {
     AdminPoolPart admin;
     admin.database = "pgbouncer";
@@ -528,8 +549,8 @@ std::string AdminConsole::RenderShow(AdminRequest* r) {
       std::map<std::string, std::pair<PoolStats, PoolStats>> by_db;
       for (const auto& [key, p] : pools) {
         auto& [cur, old] = by_db[key.first];
-        AddStats(&cur, p.stats);
-        AddStats(&old, p.older);
+        AddPoolStats(&cur, p.stats);
+        AddPoolStats(&old, p.older);
       }
       int64_t dur_us = (now - old_stamp_ns_) / 1000;
       auto totals = [](const PoolStats& s) {
@@ -540,8 +561,8 @@ std::string AdminConsole::RenderShow(AdminRequest* r) {
       if (r->show == ShowKind::kTotals) {
         PoolStats cur, old;
         for (const auto& [db, s] : by_db) {
-          AddStats(&cur, s.first);
-          AddStats(&old, s.second);
+          AddPoolStats(&cur, s.first);
+          AddPoolStats(&old, s.second);
         }
         PoolStats avg = Average(cur, old, dur_us);
         static constexpr const char* kNames[] = {"server_assignment_count", "xact_count", "query_count",
@@ -706,6 +727,12 @@ std::string AdminConsole::RenderShow(AdminRequest* r) {
       return rs.Done();
     }
 
+    case ShowKind::kLatency:
+      return RenderLatency(*r);
+
+    case ShowKind::kMetrics:
+      return {};  // rendered by the MetricsServer
+
     case ShowKind::kDnsHosts: {
       std::map<std::string, AdminDnsRow> hosts;
       for (const AdminWorkerPart& p : r->parts)
@@ -825,7 +852,7 @@ std::string AdminConsole::ShowHelp() {
       "\tSHOW FDS|SOCKETS|ACTIVE_SOCKETS|LISTS|MEM|STATE\n"
       "\tSHOW DNS_HOSTS|DNS_ZONES\n"
       "\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n"
-      "\tSHOW WORKERS\n"
+      "\tSHOW WORKERS|LATENCY\n"
       "\tSET key = arg\n"
       "\tRELOAD\n"
       "\tPAUSE [<db>]\n"
@@ -840,6 +867,34 @@ std::string AdminConsole::ShowHelp() {
       "\tSHUTDOWN WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS\n"
       "\tWAIT_CLOSE [<db>]";
   proto::AppendNoticeResponse(&out, f);
+  proto::AppendCommandComplete(&out, "SHOW");
+  return out;
+}
+
+// SHOW LATENCY, ringbouncer's own: per database, the number of transactions, queries and
+// server assignments seen, and p50, p99 and p99.9 of their times in microseconds, read from
+// the latency histograms merged over users and workers (so within one histogram bucket of the
+// exact value: see latency_histogram.h).
+std::string AdminConsole::RenderLatency(const AdminRequest& r) {
+  std::map<std::string, PoolLatency> by_db;
+  for (const auto& [key, p] : MergePoolParts(r.parts)) by_db[key.first].Merge(p.latency);
+  std::vector<std::string> names;  // Column holds views: the names must outlive `cols`
+  for (const char* kind : {"xact", "query", "wait"}) {
+    names.push_back(absl::StrCat(kind, "_count"));
+    for (const char* q : {"p50", "p99", "p99_9"}) names.push_back(absl::StrCat(kind, "_", q, "_us"));
+  }
+  std::vector<Column> cols = {{"database", kS}};
+  for (const std::string& n : names) cols.push_back({n, kQ});
+  std::string out;
+  proto::AppendRowDescription(&out, cols);
+  for (const auto& [db, l] : by_db) {
+    Row row = {Str(db)};
+    for (const LatencyHistogram* h : {&l.xact, &l.query, &l.wait}) {
+      row.push_back(Uint(h->count()));
+      for (double q : {0.5, 0.99, 0.999}) row.push_back(Uint(static_cast<uint64_t>(h->Percentile(q) + 0.5)));
+    }
+    proto::AppendDataRow(&out, std::vector<std::optional<absl::string_view>>(row.begin(), row.end()));
+  }
   proto::AppendCommandComplete(&out, "SHOW");
   return out;
 }
@@ -874,6 +929,7 @@ bool AdminConsole::HandleShow(ClientConn* c, const std::string& what) {
       {"mem", ShowKind::kMem},
       {"workers", ShowKind::kWorkers},
       {"dns_hosts", ShowKind::kDnsHosts},
+      {"latency", ShowKind::kLatency},
   };
   for (const auto& [name, kind] : kGathered) {
     if (w != name) continue;

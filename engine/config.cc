@@ -236,6 +236,8 @@ const std::vector<SettingDef>& Table() {
       Str("user", &S::user, nullptr, kRestart, kYes),
       Int("verbose", &S::verbose, nullptr, kReload, kYes, 0, kIntMax),
       // ringbouncer's own settings. Add new ones here, in alphabetical order with the rest.
+      Own(Str("metrics_listen", &S::metrics_listen, "", kRestart, kYes,
+              "host:port for Prometheus metrics over HTTP (GET /metrics), e.g. 127.0.0.1:9127; empty: off")),
       Own(Int("workers", &S::workers, "0", kRestart, kYes, 0, 1024,
               "worker threads; 0 means one per online CPU")),
   };
@@ -548,6 +550,33 @@ absl::StatusOr<int> ParsePort(std::string_view text) {
   }
   return static_cast<int>(*n);
 }
+
+}  // namespace
+
+absl::Status ParseHostPort(std::string_view text, std::string* host, int* port) {
+  auto bad = [&] {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "invalid address \"%s\": expected host:port, such as 127.0.0.1:9127, *:9127 or [::1]:9127",
+        std::string(text)));
+  };
+  size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return bad();
+  std::string_view h = text.substr(0, colon);
+  if (h.front() == '[') {
+    if (h.size() < 3 || h.back() != ']') return bad();
+    h = h.substr(1, h.size() - 2);
+  } else if (h.find(':') != std::string_view::npos) {
+    return bad();  // an IPv6 address needs its brackets
+  }
+  if (h.empty() || h.find_first_of(" \t[]") != std::string_view::npos) return bad();
+  absl::StatusOr<int> p = ParsePort(text.substr(colon + 1));
+  if (!p.ok()) return bad();
+  *host = std::string(h);
+  *port = *p;
+  return absl::OkStatus();
+}
+
+namespace {
 
 template <typename E>
 absl::StatusOr<E> ParseChoice(std::string_view key, std::string_view text,
@@ -938,6 +967,14 @@ class Loader {
     if (absl::Status s = SetSettingValue(config_.settings, *def, item.value); !s.ok()) {
       Error(file, item.line, std::string(s.message()));
       return;
+    }
+    if (def->name == "metrics_listen" && !item.value.empty()) {
+      std::string host;
+      int port = 0;
+      if (absl::Status s = ParseHostPort(item.value, &host, &port); !s.ok()) {
+        Error(file, item.line, absl::StrFormat("metrics_listen: %s", s.message()));
+        return;
+      }
     }
     set_line_[SettingIndex(*def)] = item.line;
     if (def == FindSetting("auth_type")) {

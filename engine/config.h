@@ -170,6 +170,7 @@ struct Settings {
   int tcp_user_timeout = 0;  // milliseconds
 
   // ringbouncer's own settings.
+  std::string metrics_listen;  // "host:port" of the Prometheus endpoint (GET /metrics); empty: off
   int workers = 0;  // 0: one per online CPU
 
   // `workers`, with 0 resolved to the number of online CPUs (at least 1).
@@ -370,6 +371,10 @@ LoadResult LoadConfigFile(const std::string& path, const LoadOptions& options = 
 // The same, for text already in memory; `file_name` is used in messages.
 LoadResult LoadConfigText(std::string_view text, const std::string& file_name,
                           const LoadOptions& options = {});
+
+// metrics_listen's "host:port": a name or IPv4 address, "*" for every address, or "[IPv6]",
+// then a port from 1 to 65535. The host comes back without brackets.
+absl::Status ParseHostPort(std::string_view text, std::string* host, int* port);
 
 // The README's settings section (between its settings markers), generated from AllSettings().
 std::string RenderSettingsMarkdown();

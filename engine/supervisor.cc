@@ -89,6 +89,30 @@ absl::Status Supervisor::OpenListeners(std::vector<std::vector<ListenerSpec>>* p
   tcp.defer_accept = s.tcp_defer_accept ? 45 : 0;
   tcp.socket_buffer = s.tcp_socket_buffer;
 
+  if (!s.metrics_listen.empty()) {
+    // The metrics endpoint: one socket, on worker 0, never shared through SO_REUSEPORT (a
+    // second instance on the same address would get half the scrapes and report only its own
+    // numbers; give each instance its own metrics address instead).
+    std::string host;
+    int port = 0;
+    absl::Status st = ParseHostPort(s.metrics_listen, &host, &port);
+    if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat("metrics_listen: ", st.message()));
+    auto addrs = netio::ResolveListenAddress(host, static_cast<uint16_t>(port));
+    if (!addrs.ok()) return addrs.status();
+    netio::TcpOptions http;
+    http.reuseport = false;
+    for (const sockaddr_storage& addr : *addrs) {
+      auto fd = netio::ListenTcp(addr, http);
+      if (!fd.ok()) return absl::Status(fd.status().code(), absl::StrCat("metrics_listen: ", fd.status().message()));
+      socklen_t len = addr.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+      ListenerSpec spec;
+      spec.fd = *fd;
+      spec.kind = ListenerKind::kMetrics;
+      spec.description = absl::StrCat(netio::DescribeSocketAddress(addr, len), " (metrics, GET /metrics)");
+      (*per_worker)[0].push_back(spec);
+    }
+  }
+
   const std::vector<netio::PassedSocket>& passed = options_.passed;
   if (!passed.empty()) {
     // Socket activation: the passed sockets replace listen_addr and unix_socket_dir, as in
@@ -112,7 +136,8 @@ absl::Status Supervisor::OpenListeners(std::vector<std::vector<ListenerSpec>>* p
     }
     RB_LOG("socket activation: %zu socket(s) from systemd: %s", passed.size(), names);
     bool any = false;
-    for (const auto& per : *per_worker) any |= !per.empty();
+    for (const auto& per : *per_worker)
+      for (const ListenerSpec& spec : per) any |= spec.kind != ListenerKind::kMetrics;
     if (!any) return absl::FailedPreconditionError("systemd passed no listening socket; nothing to accept on");
     return absl::OkStatus();
   }

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/admin_console.h"
 #include "engine/log.h"
+#include "engine/metrics_server.h"
 #include "engine/login_state.h"
 #include "netio/listener.h"
 #include "netio/uring_compat.h"
@@ -89,6 +90,7 @@ void Worker::Run() {
   }
   vars_ = std::make_unique<VarCache>(std::move(names));
   admin_ = std::make_unique<AdminConsole>(this);
+  metrics_ = std::make_unique<MetricsServer>(this);
   maintenance_timer_.owner = kTimerMaintenance;
   timers_->Arm(&maintenance_timer_, now_ns_ + kMaintenanceNs);
 
@@ -149,6 +151,12 @@ void Worker::Dispatch(const io_uring_cqe& cqe) {
     case kOpDoorbell:
     case kOpIgnore:
       return;  // the mailbox is drained at the top of every loop
+    case kOpMetricsRecv:
+      metrics_->OnRecv(tag.slot, tag.generation, cqe);
+      return;
+    case kOpMetricsSend:
+      metrics_->OnSend(tag.slot, tag.generation, cqe);
+      return;
     case kOpClientRecv:
     case kOpClientSend: {
       ClientConn* c = clients_.Find(tag.slot, tag.generation);
@@ -217,6 +225,10 @@ void Worker::OnAccept(uint32_t index, const io_uring_cqe& cqe) {
   int fd = cqe.res;
   if (!accepting_) {
     close(fd);
+    return;
+  }
+  if (l.spec.kind == ListenerKind::kMetrics) {
+    metrics_->Adopt(fd);
     return;
   }
   if (l.spec.hand_off) {
@@ -466,6 +478,7 @@ void Worker::Maintenance() {
     if (!listeners_[i].armed && listeners_[i].retry_at_ns <= now_ns_) ArmAccept(i);
   }
   for (auto& [key, pool] : pools_) PoolMaintenance(pool.get());
+  metrics_->Upkeep(now_ns_);
   if (stopping_ && (shutdown_mode_ != ShutdownMode::kWaitForClients || clients_.live() == 0)) {
     // Servers parked in the pool are not needed any more.
     for (auto& [key, pool] : pools_) {

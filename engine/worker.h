@@ -37,8 +37,10 @@
 namespace rb::engine {
 
 class AdminConsole;
+class MetricsServer;
 
-enum class ListenerKind : uint8_t { kTcp, kUnix };
+// kMetrics: the metrics endpoint's HTTP listener (metrics_server.h), on one worker only.
+enum class ListenerKind : uint8_t { kTcp, kUnix, kMetrics };
 
 // A listening socket handed to a worker by the supervisor.
 struct ListenerSpec {
@@ -130,6 +132,7 @@ class Worker {
 
  private:
   friend class AdminConsole;
+  friend class MetricsServer;
   // Completion operation codes (netio::Tag::op).
   enum Op : uint8_t {
     kOpIgnore = 0,
@@ -140,6 +143,8 @@ class Worker {
     kOpServerSend,
     kOpServerConnect,
     kOpDoorbell,
+    kOpMetricsRecv,  // metrics endpoint connections (MetricsServer)
+    kOpMetricsSend,
   };
 
   struct Listener {
@@ -273,6 +278,8 @@ class Worker {
   std::unique_ptr<netio::TimerWheel> timers_;
   std::unique_ptr<VarCache> vars_;
   std::unique_ptr<AdminConsole> admin_;
+  // Lives until the Worker does: its sockets' buffers must outlive the ring's last operation.
+  std::unique_ptr<MetricsServer> metrics_;
   netio::TimerNode maintenance_timer_;
 
   Slab<ClientConn> clients_;
