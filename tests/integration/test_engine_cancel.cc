@@ -46,7 +46,13 @@ TEST_CASE("PQcancel through ringbouncer cancels SELECT pg_sleep(30) within 1 s, 
     REQUIRE(client.Ok());
     const std::string sql = "SELECT pg_sleep(30) /* round " + std::to_string(i) + " */";
     REQUIRE(client.Send(sql));
-    REQUIRE(WaitActive(superuser, sql));
+    if (!WaitActive(superuser, sql)) {
+      QueryResult lost = client.Finish(2s);
+      FAIL("the query was never seen running; its result: ok=" << lost.ok << " [" << lost.sqlstate
+                                                               << "] " << lost.error
+                                                               << "\nringbouncer log:\n"
+                                                               << rb.LogTail());
+    }
 
     const auto start = Clock::now();
     std::string error;
@@ -64,6 +70,40 @@ TEST_CASE("PQcancel through ringbouncer cancels SELECT pg_sleep(30) within 1 s, 
     CHECK(client.Exec("SELECT 1").Scalar() == "1");
   }
   CHECK(cancelled == 20);
+}
+
+TEST_CASE("PQcancel over the unix socket cancels a query whose client came over the unix "
+          "socket, 10 times in a row",
+          "[integration][engine][cancel]") {
+  // The unix socket is accepted by one worker and handed to another (MSG_RING fd passing), for
+  // the query's connection and for the cancel's alike.
+  RingbouncerProcess rb(Pg(), {.settings = {{"workers", "4"}}});
+  PgConn superuser = PgConn::Connect(Pg().SuperuserConnString());
+  REQUIRE(superuser.Ok());
+  for (int i = 0; i < 10; ++i) {
+    PgConn client = PgConn::Connect(rb.UnixConnString("rb_md5"));
+    INFO("round " << i << ": " << client.Error());
+    REQUIRE(client.Ok());
+    const std::string sql = "SELECT pg_sleep(30) /* unix round " + std::to_string(i) + " */";
+    REQUIRE(client.Send(sql));
+    if (!WaitActive(superuser, sql)) {
+      QueryResult lost = client.Finish(2s);
+      FAIL("the query was never seen running; its result: ok=" << lost.ok << " [" << lost.sqlstate
+                                                               << "] " << lost.error
+                                                               << "\nringbouncer log:\n"
+                                                               << rb.LogTail());
+    }
+    const auto start = Clock::now();
+    std::string error;
+    CHECK(client.Cancel(&error));
+    INFO("PQcancel: " << error);
+    QueryResult r = client.Finish(10s);
+    auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+    INFO("[" << r.sqlstate << "] " << r.error << " after " << elapsed.count() << " ms");
+    INFO("ringbouncer log:\n" << rb.LogTail());
+    CHECK(r.sqlstate == "57014");
+    CHECK(elapsed < 1s);
+  }
 }
 
 TEST_CASE("a cancel for a client that has no server is ignored, and cancels nobody else",

@@ -171,6 +171,12 @@ std::string RingbouncerProcess::ConnString(std::string_view user, std::string_vi
   return out;
 }
 
+std::string RingbouncerProcess::UnixConnString(std::string_view user, std::string_view db,
+                                               std::string_view extra) const {
+  std::string out = ConnString(user, db, extra);
+  return "host=" + ConnInfoQuote(SocketDir()) + out.substr(out.find(' '));
+}
+
 std::vector<std::string> RingbouncerProcess::PgbenchArgs(std::string_view user) const {
   return {"-h", Host(), "-p", std::to_string(port_), "-U", std::string(user)};
 }

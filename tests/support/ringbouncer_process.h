@@ -74,6 +74,9 @@ class RingbouncerProcess {
   // another) on `db` through ringbouncer's TCP port.
   std::string ConnString(std::string_view user, std::string_view db = kTestDb,
                          std::string_view extra = "") const;
+  // The same through ringbouncer's unix socket (SocketDir()/.s.PGSQL.PORT).
+  std::string UnixConnString(std::string_view user, std::string_view db = kTestDb,
+                             std::string_view extra = "") const;
   // pgbench's connection arguments: -h 127.0.0.1 -p PORT -U user (append the rest).
   std::vector<std::string> PgbenchArgs(std::string_view user = kMd5User.name) const;
   // PGPASSWORD=... for `user`, for RunPgbench's and psql's environment.
