@@ -89,7 +89,14 @@ std::string FormatMonotonic(int64_t mono_ns, int64_t now_mono_ns) {
 }
 
 // PgBouncer's "%p".
-std::string Pointer(const void* p) { return p ? absl::StrFormat("%p", p) : std::string(); }
+// PgBouncer's "%p" of the connection, which its log prefix also prints. Ours is the
+// connection's process-unique id in the same hex form, so that a ptr or link from SHOW CLIENTS
+// or SHOW SERVERS finds the connection's log lines (see SocketLogPrefix), and an id is never
+// reused the way a freed slot's address is.
+template <typename Conn>
+std::string Pointer(const Conn* p) {
+  return p ? ConnLogId(p->id) : std::string();
+}
 
 // SHOW CLIENTS ids: unique in the process and small. A connection's internal id is its first
 // worker in the top 16 bits and a per-worker counter below; interleave them instead.

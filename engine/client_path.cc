@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "engine/admin_console.h"
+#include "engine/admin_session.h"
 #include "engine/log.h"
 #include "engine/login_state.h"
 #include "engine/worker.h"
@@ -51,16 +52,26 @@ struct ClientScan {
 }  // namespace
 
 std::string Worker::ClientPrefix(const ClientConn* c) const {
-  std::string who;
+  // PgBouncer's log prefix (SocketLogPrefix). A unix peer shows its pid and the listen port.
+  std::string_view db, user;
   if (c->login) {
-    who = absl::StrCat(c->login->database, "/", c->login->user);
+    db = c->login->database;
+    user = c->login->user;
   } else if (c->pool) {
-    who = absl::StrCat(c->pool->database(), "/", c->pool->user());
-  } else {
-    who = "(nodb)/(nouser)";
+    db = c->pool->database();
+    user = c->pool->user();
+  } else if (c->admin) {
+    db = "pgbouncer";
+    user = c->admin->user;
   }
-  std::string where = c->addr.family == AF_UNIX ? "unix" : c->addr.ToString();
-  return absl::StrFormat("C-0x%x: %s@%s:%d", c->id, who, where, c->addr.port);
+  if (c->addr.family == AF_UNIX) {
+    ucred cred{};
+    socklen_t len = sizeof(cred);
+    bool pid = c->io.fd >= 0 && getsockopt(c->io.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid > 0;
+    return SocketLogPrefix('C', c->id, db, user, pid ? absl::StrCat("unix(", cred.pid, ")") : "unix", false,
+                           config_->settings.listen_port);
+  }
+  return SocketLogPrefix('C', c->id, db, user, c->addr.ToString(), c->addr.family == AF_INET6, c->addr.port);
 }
 
 // ---------------------------------------------------------------------------------------------

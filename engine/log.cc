@@ -7,6 +7,8 @@
 
 #include <cstdio>
 
+#include "absl/strings/str_cat.h"
+
 namespace rb::engine {
 
 LogSettings& Log() {
@@ -66,8 +68,19 @@ void LogWrite(LogLevel level, const std::string& message) {
   int fd = s.file_fd.load(std::memory_order_relaxed);
   if (fd >= 0) WriteAll(fd, line.data(), line.size());
   if (s.to_syslog.load(std::memory_order_relaxed)) {
-    syslog(SyslogPriority(level), "%s %s", LevelName(level), message.c_str());
+    // As PgBouncer: the priority carries the level; the message goes alone.
+    syslog(SyslogPriority(level), "%s", message.c_str());
   }
+}
+
+std::string ConnLogId(uint64_t id) { return absl::StrFormat("0x%x", id); }
+
+std::string SocketLogPrefix(char kind, uint64_t id, std::string_view db, std::string_view user,
+                            std::string_view host, bool ipv6, int port) {
+  auto av = [](std::string_view v) { return absl::string_view(v.data(), v.size()); };
+  return absl::StrCat(absl::StrFormat("%c-0x%x: ", kind, id), db.empty() ? "(nodb)" : av(db), "/",
+                      user.empty() ? "(nouser)" : av(user), "@", ipv6 ? "[" : "", av(host), ipv6 ? "]" : "", ":",
+                      port);
 }
 
 }  // namespace rb::engine

@@ -7,7 +7,9 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "absl/strings/str_format.h"
 
@@ -29,6 +31,15 @@ inline bool LogEnabled(LogLevel level) {
 }
 
 void LogWrite(LogLevel level, const std::string& message);
+
+// PgBouncer's log_socket_prefix, which scripts match on: "C-0x1000000000005: db/user@host:port"
+// ('S' for a server). Where PgBouncer prints the connection's address, we print its
+// process-unique id in the same "0x..." form (ConnLogId), which SHOW CLIENTS and SHOW SERVERS
+// also list as ptr and link. An empty db or user reads "(nodb)" or "(nouser)"; an IPv6 host is
+// bracketed; a unix peer's host is "unix(pid)", or "unix" when its pid is unknown.
+std::string SocketLogPrefix(char kind, uint64_t id, std::string_view db, std::string_view user,
+                            std::string_view host, bool ipv6, int port);
+std::string ConnLogId(uint64_t id);
 
 template <typename... Args>
 void LogF(LogLevel level, const absl::FormatSpec<Args...>& format, const Args&... args) {

@@ -31,8 +31,14 @@ int64_t ToNanos(absl::Duration d) { return absl::ToInt64Nanoseconds(d); }
 }  // namespace
 
 std::string Worker::ServerPrefix(const ServerConn* s) const {
-  std::string who = s->pool ? absl::StrCat(s->pool->database(), "/", s->pool->user()) : "(nodb)/(nouser)";
-  return absl::StrFormat("S-0x%x: %s@%s:%d", s->id, who, s->addr.family == AF_UNIX ? "unix" : s->addr.ToString(), s->addr.port);
+  // PgBouncer's log prefix (SocketLogPrefix); a unix server shows the database's port.
+  std::string_view db = s->pool ? std::string_view(s->pool->database()) : std::string_view();
+  std::string_view user = s->pool ? std::string_view(s->pool->user()) : std::string_view();
+  if (s->addr.family == AF_UNIX || s->addr.family == 0) {
+    int port = s->pool && s->pool->db ? s->pool->db->PortFor(s->host_index) : s->addr.port;
+    return SocketLogPrefix('S', s->id, db, user, "unix", false, port);
+  }
+  return SocketLogPrefix('S', s->id, db, user, s->addr.ToString(), s->addr.family == AF_INET6, s->addr.port);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -366,37 +366,39 @@ std::string Supervisor::StatusLine() {
                          clients, servers, xacts);
 }
 
+// PgBouncer's stats line (stats.c refresh_stats): counts per second over the last period, and
+// the average transaction, query and wait time of that period (the wait per server
+// assignment), from the same pool totals as SHOW STATS.
 void Supervisor::LogStats() {
   int64_t now = NowNs();
-  uint64_t xacts = 0, queries = 0, in = 0, out = 0, xact_us = 0, query_us = 0, wait_us = 0;
+  StatsTotals t;
   for (const auto& w : workers_) {
     WorkerCounters& c = w->counters();
-    xacts += c.xacts.load(std::memory_order_relaxed);
-    queries += c.queries.load(std::memory_order_relaxed);
-    in += c.bytes_in.load(std::memory_order_relaxed);
-    out += c.bytes_out.load(std::memory_order_relaxed);
-    xact_us += c.xact_us.load(std::memory_order_relaxed);
-    query_us += c.query_us.load(std::memory_order_relaxed);
-    wait_us += c.wait_us.load(std::memory_order_relaxed);
+    t.xacts += c.xacts.load(std::memory_order_relaxed);
+    t.queries += c.queries.load(std::memory_order_relaxed);
+    t.client_parses += c.client_parses.load(std::memory_order_relaxed);
+    t.server_parses += c.server_parses.load(std::memory_order_relaxed);
+    t.binds += c.binds.load(std::memory_order_relaxed);
+    t.in += c.pool_bytes_in.load(std::memory_order_relaxed);
+    t.out += c.pool_bytes_out.load(std::memory_order_relaxed);
+    t.xact_us += c.xact_us.load(std::memory_order_relaxed);
+    t.query_us += c.query_us.load(std::memory_order_relaxed);
+    t.wait_us += c.wait_us.load(std::memory_order_relaxed);
+    t.assignments += c.server_assignments.load(std::memory_order_relaxed);
   }
-  double secs = last_stats_ns_ ? static_cast<double>(now - last_stats_ns_) / 1e9 : 1.0;
-  if (secs <= 0) secs = 1.0;
-  uint64_t dx = xacts - last_xacts_, dq = queries - last_queries_;
-  if (config_->settings.log_stats && last_stats_ns_ != 0) {
+  const StatsTotals& o = last_stats_;
+  int64_t dur_us = (now - last_stats_ns_) / 1000;
+  if (config_->settings.log_stats && last_stats_ns_ != 0 && dur_us > 0) {
+    auto rate = [&](uint64_t cur, uint64_t old) { return 1'000'000 * (cur - old) / static_cast<uint64_t>(dur_us); };
+    auto per = [](uint64_t cur_time, uint64_t old_time, uint64_t n) { return n ? (cur_time - old_time) / n : 0; };
+    uint64_t dx = t.xacts - o.xacts, dq = t.queries - o.queries, da = t.assignments - o.assignments;
     RB_LOG("stats: %u xacts/s, %u queries/s, %u client parses/s, %u server parses/s, %u binds/s, in %u B/s, out %u B/s, "
            "xact %u us, query %u us, wait %u us",
-           static_cast<uint64_t>(dx / secs), static_cast<uint64_t>(dq / secs), uint64_t{0}, uint64_t{0}, uint64_t{0},
-           static_cast<uint64_t>((in - last_in_) / secs), static_cast<uint64_t>((out - last_out_) / secs),
-           dx ? (xact_us - last_xact_us_) / dx : 0, dq ? (query_us - last_query_us_) / dq : 0,
-           dx ? (wait_us - last_wait_us_) / dx : 0);
+           rate(t.xacts, o.xacts), rate(t.queries, o.queries), rate(t.client_parses, o.client_parses),
+           rate(t.server_parses, o.server_parses), rate(t.binds, o.binds), rate(t.in, o.in), rate(t.out, o.out),
+           per(t.xact_us, o.xact_us, dx), per(t.query_us, o.query_us, dq), per(t.wait_us, o.wait_us, da));
   }
-  last_xacts_ = xacts;
-  last_queries_ = queries;
-  last_in_ = in;
-  last_out_ = out;
-  last_xact_us_ = xact_us;
-  last_query_us_ = query_us;
-  last_wait_us_ = wait_us;
+  last_stats_ = t;
   last_stats_ns_ = now;
 }
 

@@ -75,9 +75,12 @@ class Supervisor {
   ShutdownMode shutdown_mode_ = ShutdownMode::kImmediate;
   int log_fd_ = -1;
   std::string pidfile_;
-  // For the per-second rates of the stats line.
-  uint64_t last_xacts_ = 0, last_queries_ = 0, last_in_ = 0, last_out_ = 0, last_xact_us_ = 0, last_query_us_ = 0,
-           last_wait_us_ = 0;
+  // The pools' totals at the last stats line, for the next one's per-period averages.
+  struct StatsTotals {
+    uint64_t xacts = 0, queries = 0, client_parses = 0, server_parses = 0, binds = 0, in = 0, out = 0, xact_us = 0,
+             query_us = 0, wait_us = 0, assignments = 0;
+  };
+  StatsTotals last_stats_;
   int64_t last_stats_ns_ = 0;
 };
 

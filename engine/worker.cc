@@ -507,12 +507,24 @@ void Worker::PublishCounters() {
     total.xact_time_us += p.xact_time_us;
     total.query_time_us += p.query_time_us;
     total.wait_time_us += p.wait_time_us;
+    total.server_assignments += p.server_assignments;
+    total.client_parses += p.client_parses;
+    total.server_parses += p.server_parses;
+    total.binds += p.binds;
+    total.bytes_received += p.bytes_received;
+    total.bytes_sent += p.bytes_sent;
   }
   counters_.xacts.store(total.xacts, std::memory_order_relaxed);
   counters_.queries.store(total.queries, std::memory_order_relaxed);
   counters_.xact_us.store(total.xact_time_us, std::memory_order_relaxed);
   counters_.query_us.store(total.query_time_us, std::memory_order_relaxed);
   counters_.wait_us.store(total.wait_time_us, std::memory_order_relaxed);
+  counters_.server_assignments.store(total.server_assignments, std::memory_order_relaxed);
+  counters_.client_parses.store(total.client_parses, std::memory_order_relaxed);
+  counters_.server_parses.store(total.server_parses, std::memory_order_relaxed);
+  counters_.binds.store(total.binds, std::memory_order_relaxed);
+  counters_.pool_bytes_in.store(total.bytes_received, std::memory_order_relaxed);
+  counters_.pool_bytes_out.store(total.bytes_sent, std::memory_order_relaxed);
   rusage ru{};
   if (getrusage(RUSAGE_THREAD, &ru) == 0) {
     uint64_t us = static_cast<uint64_t>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1'000'000 +

@@ -94,6 +94,13 @@ struct WorkerCounters {
   std::atomic<uint64_t> wait_us{0};
   std::atomic<uint64_t> xact_us{0};
   std::atomic<uint64_t> query_us{0};
+  // The rest of the pools' SHOW STATS totals, for the stats log line.
+  std::atomic<uint64_t> server_assignments{0};
+  std::atomic<uint64_t> client_parses{0};
+  std::atomic<uint64_t> server_parses{0};
+  std::atomic<uint64_t> binds{0};
+  std::atomic<uint64_t> pool_bytes_in{0};   // total_received: from clients of pools
+  std::atomic<uint64_t> pool_bytes_out{0};  // total_sent: to clients of pools
   std::atomic<int> clients{0};
   std::atomic<int> servers{0};
   std::atomic<uint64_t> protocol_errors{0};
