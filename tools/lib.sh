@@ -5,7 +5,8 @@ RB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Debian packages the build, the tests and the demo need. Keep these lists the single source of
 # truth. RB_BUILD_PACKAGES compiles ringbouncer (containers/Dockerfile's build stage uses it too);
-# RB_PACKAGES adds what the tests and the demo run: PostgreSQL, the life test's Python modules,
+# RB_PACKAGES adds what the tests and the demo run: PostgreSQL, the life test's Python modules
+# and the metrics test's Prometheus parser (python3-prometheus-client),
 # systemd-analyze (systemd) and systemd-nspawn (systemd-container) for the unit tests.
 # docker.io, docker-compose and mmdebstrap stay out: only containers/check-docker installs them.
 RB_BUILD_PACKAGES=(
@@ -15,7 +16,7 @@ RB_BUILD_PACKAGES=(
 RB_PACKAGES=(
   "${RB_BUILD_PACKAGES[@]}"
   postgresql postgresql-contrib pgbouncer
-  python3 python3-psycopg2 python3-rich iproute2
+  python3 python3-psycopg2 python3-rich python3-prometheus-client iproute2
   systemd systemd-container
 )
 

@@ -18,7 +18,7 @@ using H = LatencyHistogram;
 // Catch2 v2 and v3 spell Approx differently; a relative tolerance is all these checks need.
 bool Near(double a, double b) { return std::fabs(a - b) <= 1e-9 * std::max(1.0, std::fabs(b)); }
 
-TEST_CASE("latency histogram: bounds are 1..9 per decade from 1 us to 100 s, strictly increasing") {
+TEST_CASE("latency histogram: bounds are 1..9 per decade from 1 us to 100 s and strictly increase") {
   REQUIRE(H::kFiniteBuckets == 73);
   CHECK(H::kUpperBoundsUs.front() == 1);
   CHECK(H::kUpperBoundsUs[8] == 9);
@@ -29,7 +29,7 @@ TEST_CASE("latency histogram: bounds are 1..9 per decade from 1 us to 100 s, str
   for (size_t i = 1; i < H::kUpperBoundsUs.size(); ++i) CHECK(H::kUpperBoundsUs[i] > H::kUpperBoundsUs[i - 1]);
 }
 
-TEST_CASE("latency histogram: a value lands in the first bucket whose bound is >= it (le is inclusive)") {
+TEST_CASE("latency histogram: a value lands in the first bucket whose inclusive bound is at least the value") {
   CHECK(H::BucketOf(0) == 0);
   CHECK(H::BucketOf(1) == 0);
   CHECK(H::BucketOf(2) == 1);
@@ -51,7 +51,7 @@ TEST_CASE("latency histogram: a value lands in the first bucket whose bound is >
   }
 }
 
-TEST_CASE("latency histogram: record counts, sums and fills buckets") {
+TEST_CASE("latency histogram: record counts and sums and fills buckets") {
   H h;
   CHECK(h.count() == 0);
   CHECK(h.Percentile(0.5) == 0);
@@ -116,7 +116,7 @@ TEST_CASE("latency histogram: percentiles of a random sample are within one buck
   }
 }
 
-TEST_CASE("latency histogram: merging adds buckets, counts and sums") {
+TEST_CASE("latency histogram: merging adds buckets and counts and sums") {
   H a, b;
   a.Record(3);
   a.Record(3000);

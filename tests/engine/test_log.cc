@@ -8,7 +8,7 @@
 namespace rb::engine {
 namespace {
 
-TEST_CASE("log prefix: PgBouncer's C-0x...: db/user@host:port, with placeholders and unix peers") {
+TEST_CASE("log prefix: PgBouncer's C-0x...: db/user@host:port with placeholders and unix peers") {
   CHECK(SocketLogPrefix('C', 0x1000000000005, "rbtest", "rb_md5", "127.0.0.1", false, 51234) ==
         "C-0x1000000000005: rbtest/rb_md5@127.0.0.1:51234");
   CHECK(SocketLogPrefix('S', 0x2a, "db", "u", "10.0.0.1", false, 5432) == "S-0x2a: db/u@10.0.0.1:5432");

@@ -22,7 +22,7 @@ HttpParseStatus Parse(const std::string& text, HttpRequest* r = nullptr) {
   return ParseHttpRequest(text, kMax, r ? r : &local);
 }
 
-TEST_CASE("http request: GET /metrics with Host parses, with or without a query string") {
+TEST_CASE("http request: GET /metrics with Host parses with or without a query string") {
   HttpRequest r;
   std::string text = "GET /metrics?x=1 HTTP/1.1\r\nHost: localhost:9127\r\nAccept: */*\r\n\r\n";
   REQUIRE(Parse(text, &r) == HttpParseStatus::kOk);
@@ -89,7 +89,7 @@ TEST_CASE("http request: malformed requests are bad") {
   CHECK(r.method == "DELETE");
 }
 
-TEST_CASE("http request: a head past the limit is too large, ended or not") {
+TEST_CASE("http request: a head past the limit is too large whether it ended or not") {
   std::string big = "GET /metrics HTTP/1.1\r\nHost: a\r\nX-Pad: " + std::string(kMax, 'a');
   CHECK(Parse(big) == HttpParseStatus::kTooLarge);
   CHECK(Parse(big + "\r\n\r\n") == HttpParseStatus::kTooLarge);
@@ -114,7 +114,7 @@ TEST_CASE("metrics_listen: host:port forms") {
   }
 }
 
-TEST_CASE("metrics_listen: an invalid value fails the config load; an empty one is off") {
+TEST_CASE("metrics_listen: an invalid value fails the config load and an empty one is off") {
   LoadResult bad = LoadConfigText("[pgbouncer]\nmetrics_listen = 9127\n", "test.ini");
   CHECK(!bad.ok());
   LoadResult good = LoadConfigText("[pgbouncer]\nmetrics_listen = 127.0.0.1:9127\n", "test.ini");
