@@ -174,6 +174,8 @@ const std::vector<SettingDef>& Table() {
           kIntMax, "prepared statements in transaction mode"),
       Int("max_user_client_connections", &S::max_user_client_connections, "0", kReload, kYes),
       Int("max_user_connections", &S::max_user_connections, "0", kReload, kYes),
+      Own(Str("metrics_listen", &S::metrics_listen, "", kRestart, kYes,
+              "host:port for Prometheus metrics over HTTP (GET /metrics), e.g. 127.0.0.1:9127; empty: off")),
       Int("min_pool_size", &S::min_pool_size, "0", kReload, kYes),
       Int("peer_id", &S::peer_id, "0", kReload, kYes, 0, 16383, "encoded in cancel keys; cancels for other peers are forwarded, at most 3 hops"),
       Str("pidfile", &S::pidfile, "", kRestart, kYes),
@@ -236,8 +238,6 @@ const std::vector<SettingDef>& Table() {
       Str("user", &S::user, nullptr, kRestart, kYes),
       Int("verbose", &S::verbose, nullptr, kReload, kYes, 0, kIntMax),
       // ringbouncer's own settings. Add new ones here, in alphabetical order with the rest.
-      Own(Str("metrics_listen", &S::metrics_listen, "", kRestart, kYes,
-              "host:port for Prometheus metrics over HTTP (GET /metrics), e.g. 127.0.0.1:9127; empty: off")),
       Own(Int("workers", &S::workers, "0", kRestart, kYes, 0, 1024,
               "worker threads; 0 means one per online CPU")),
   };

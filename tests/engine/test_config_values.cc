@@ -73,7 +73,7 @@ TEST_CASE("the settings table holds every PgBouncer 1.25 setting and the ringbou
     (def.origin == Origin::kPgBouncer ? pgbouncer : own).emplace_back(def.name);
   }
   CHECK(pgbouncer == kPgBouncer125Settings);
-  CHECK(own == std::vector<std::string>{"workers"});
+  CHECK(own == std::vector<std::string>{"metrics_listen", "workers"});
 }
 
 TEST_CASE("the settings table is in alphabetical order as SHOW CONFIG lists it", "[config][settings]") {
