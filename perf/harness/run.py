@@ -41,6 +41,8 @@ def parse_args(argv):
     p.add_argument("--baseline", help="baseline file (default perf/baseline.json)")
     p.add_argument("--build-dir", required=True)
     p.add_argument("--out", help="results directory (default perf/results/<timestamp>)")
+    p.add_argument("--idle-target", type=int, default=WANT_IDLE,
+                   help="the large idle-client count, measured where the open-files limit allows (default 100000)")
     p.add_argument("--keep-workdir", action="store_true", help="keep configs and logs of the poolers (printed at the end)")
     a = p.parse_args(argv)
     a.rounds = a.rounds or (1 if a.quick else 5)
@@ -93,6 +95,8 @@ def build_type(build_dir):
 
 
 def rotated(xs, k):
+    if not xs:
+        return []
     k %= len(xs)
     return xs[k:] + xs[:k]
 
@@ -118,8 +122,23 @@ class Run:
         except HarnessError as e:
             self.res.problems.append(f"{what}: {e}")
             note(f"FAILED {what}: {e}")
+            self.check_backends(what)
             self.last_restarted = self.heal(what)
             return None
+
+    def check_backends(self, what):
+        """A failure that is the fake backend's (or PostgreSQL's) must not be blamed on a pooler."""
+        if self.fake is None:
+            return
+        rc = self.fake.child.died_on_its_own()
+        if rc is not None:
+            raise HarnessError(f"the fake backend died with status {rc} (during or after: {what}); log: {self.fake.log}")
+        try:
+            from systems import loadgen_ok
+            loadgen_ok(self.tools, self.fake.port, "rb_trust", None, FAKE_DB, connect_timeout=5)
+        except HarnessError as e:
+            ss = run(["ss", "-s"], check=False).stdout
+            raise HarnessError(f"the fake backend stopped answering a direct login (during or after: {what}): {e}\n{ss}")
 
     def heal(self, what):
         """After a failed measurement: a main pooler that died or stopped answering logins is
@@ -366,12 +385,13 @@ class Run:
         if self.a.quick:
             return [("1k", 1000), ("max", min(2000, fits))]
         sizes = [("10k", 10_000)]
-        if fits >= WANT_IDLE:
-            sizes.append(("100k", WANT_IDLE))
+        want = self.a.idle_target
+        if fits >= want:
+            sizes.append((f"{want // 1000}k" if want % 1000 == 0 else str(want), want))
         else:
             sizes.append(("max", fits))
-            self.res.skipped["memory per idle client at 100,000 clients"] = (
-                f"one pooler process would need more than {WANT_IDLE:,} open files, and the limit here is "
+            self.res.skipped[f"memory per idle client at {want:,} clients"] = (
+                f"one pooler process would need more than {want:,} open files, and the limit here is "
                 f"{self.nofile:,} (RLIMIT_NOFILE hard limit; root cannot raise it in this container). "
                 f"Measured at {fits:,} clients instead, the largest count that fits with room for servers "
                 f"and listeners. The harness measures 100,000 by itself wherever the limit allows.")
@@ -486,7 +506,7 @@ def main(argv):
     install_signal_handlers()
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     tools = Tools(root, os.path.abspath(a.build_dir))
-    nofile = raise_nofile(WANT_IDLE + 2000)
+    nofile = raise_nofile(a.idle_target + 2000)
     loadavg_before = " ".join(open("/proc/loadavg").read().split()[:3])
     started = datetime.datetime.now()
     stamp = started.strftime("%Y%m%d-%H%M%S")
@@ -530,7 +550,14 @@ def main(argv):
         def phase(name, fn, *args):
             t = time.monotonic()
             load = " ".join(open("/proc/loadavg").read().split()[:3])
-            fn(*args)
+            try:
+                fn(*args)
+            except HarnessError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a harness bug must not cost the other phases' results
+                import traceback
+                traceback.print_exc()
+                res.problems.append(f"phase {name} stopped on a harness error: {type(e).__name__}: {e}")
             phases.append({"phase": name, "loadavg_at_start": load, "seconds": round(time.monotonic() - t)})
             note(f"{name}: {phases[-1]['seconds']} s (load average at its start: {load})")
 
