@@ -160,6 +160,35 @@ class BufferPool {
     }
   }
 
+  // Copies every ring-buffer byte of q after its first `keep` slices into scratch buffers and
+  // lets go of the ring buffers. Ring buffers must only be lent for moments: a queue that
+  // waits (a client waiting for a server, a slow peer) would otherwise pin them until the
+  // ring runs dry and every connection of the worker stalls, the waiting ones included. The
+  // first slices of a queue with a send in flight are the send's and must stay as they are.
+  void Evacuate(ByteQueue& q, int keep) {
+    ByteQueue out;
+    int n = 0;
+    while (!q.empty()) {
+      Slice& s = slices_[q.head];
+      if (n++ < keep || (s.buf >> kClassShift) != kRing) {
+        uint32_t idx = q.head;
+        q.head = s.next;
+        if (q.head == kNoSlice) q.tail = kNoSlice;
+        q.bytes -= s.len;
+        s.next = kNoSlice;
+        Link(out, idx);
+        continue;
+      }
+      // AppendCopy may grow the slice arena: read the slice before it does.
+      const uint8_t* data = Data(s.buf) + s.off;
+      uint32_t len = s.len;
+      AppendCopy(out, data, len);
+      q.bytes -= len;
+      PopHead(q);
+    }
+    q = out;
+  }
+
   // Drops the first n bytes of q (they were sent).
   void Consume(ByteQueue& q, uint32_t n) {
     q.bytes -= n;

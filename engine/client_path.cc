@@ -742,9 +742,10 @@ void Worker::ClientData(ClientConn* c, uint32_t buf, uint32_t off, uint32_t len)
   }
   uint32_t fwd = r.consumed;
   if (pool) pool->stats.bytes_received += fwd;
-  if (!was_busy && c->tracker.Busy()) {
-    c->query_start_ns = now_ns_;
-    if (c->server && c->server->query_start_ns == 0) c->server->query_start_ns = now_ns_;
+  // The query clock runs on the server: a client without one is still waiting (its
+  // request_time_ns says since when), and LinkClientServer starts the clock.
+  if (!was_busy && c->tracker.Busy() && c->server && c->server->query_start_ns == 0) {
+    c->server->query_start_ns = now_ns_;
   }
   if (fwd > 0) {
     switch (c->state) {
@@ -752,20 +753,23 @@ void Worker::ClientData(ClientConn* c, uint32_t buf, uint32_t off, uint32_t len)
         ServerConn* s = c->server;
         if (s->state == ServerState::kSetup) {
           // SET commands are still running on the server: keep the bytes until they are done.
-          buffers_->Append(c->held, buf, off, fwd);
+          buffers_->AppendCopy(c->held, data, fwd);  // held bytes must not pin ring buffers
           if (c->held.bytes > kHighWatermark) PauseRecv(c, kOpClientRecv);
           break;
         }
         buffers_->Append(s->io.out, buf, off, fwd);
         SendServer(s);
-        if (s->io.out.bytes > kHighWatermark) PauseRecv(c, kOpClientRecv);
+        if (s->io.out.bytes > kHighWatermark) {
+          PauseRecv(c, kOpClientRecv);
+          buffers_->Evacuate(s->io.out, s->io.send_busy ? kMaxIov : 0);
+        }
         if (config_->settings.query_timeout > absl::ZeroDuration() || pool->settings.query_timeout > absl::ZeroDuration()) {
           ArmClientTimer(c);
         }
         break;
       }
       case ClientState::kIdle:
-        buffers_->Append(c->held, buf, off, fwd);
+        buffers_->AppendCopy(c->held, data, fwd);  // held bytes must not pin ring buffers
         --pool->cl_idle;
         c->state = ClientState::kWaiting;
         c->request_time_ns = now_ns_;
@@ -775,7 +779,7 @@ void Worker::ClientData(ClientConn* c, uint32_t buf, uint32_t off, uint32_t len)
       case ClientState::kWaitWelcome:
       case ClientState::kLogin:
       case ClientState::kAuth:
-        buffers_->Append(c->held, buf, off, fwd);
+        buffers_->AppendCopy(c->held, data, fwd);  // held bytes must not pin ring buffers
         if (c->held.bytes > kHighWatermark) PauseRecv(c, kOpClientRecv);
         break;
       default:
@@ -901,6 +905,10 @@ void Worker::ReapClient(ClientConn* c) {
 
 namespace {
 int64_t Deadline(int64_t start, absl::Duration d) { return d > absl::ZeroDuration() ? start + ToNanos(d) : 0; }
+// When the client's current query reached its server.
+int64_t QueryStart(const ClientConn* c) {
+  return c->server && c->server->query_start_ns ? c->server->query_start_ns : c->last_active_ns;
+}
 int64_t Earliest(int64_t a, int64_t b) { return a == 0 ? b : (b == 0 ? a : std::min(a, b)); }
 }  // namespace
 
@@ -928,7 +936,7 @@ void Worker::ArmClientTimer(ClientConn* c) {
     case ClientState::kActive:
       if (ps) {
         if (c->tracker.Busy()) {
-          deadline = Deadline(c->query_start_ns, ps->query_timeout);
+          deadline = Deadline(QueryStart(c), ps->query_timeout);
         } else if (c->tracker.InTransaction()) {
           deadline = Deadline(c->last_active_ns, ps->idle_transaction_timeout);
         } else {
@@ -998,7 +1006,7 @@ void Worker::OnClientTimer(ClientConn* c) {
     case ClientState::kActive:
       if (!ps) break;
       if (c->tracker.Busy()) {
-        if (ps->query_timeout > absl::ZeroDuration() && Deadline(c->query_start_ns, ps->query_timeout) <= now_ns_) {
+        if (ps->query_timeout > absl::ZeroDuration() && Deadline(QueryStart(c), ps->query_timeout) <= now_ns_) {
           // As PgBouncer: the client gets "query timeout" and both connections close. Closing
           // a socket does not stop a running query in PostgreSQL, so cancel it first.
           if (ServerConn* s = c->server) {

@@ -75,11 +75,11 @@ struct ClientConn {
   uint32_t generation = 0;
   SocketIo io;
   ClientState state = ClientState::kLogin;
-  uint8_t listener_kind = 0;    // ListenerKind of the socket it came in on
-  bool counted = false;         // holds a max_client_conn reservation
-  bool pool_counted = false;    // holds max_db/max_user client reservations
-  bool close_after_flush = false;
-  bool wait_notified = false;   // query_wait_notify NOTICE already sent for this wait
+  uint8_t listener_kind = 0;           // ListenerKind of the socket it came in on
+  bool counted : 1 = false;            // holds a max_client_conn reservation
+  bool pool_counted : 1 = false;       // holds max_db/max_user client reservations
+  bool close_after_flush : 1 = false;
+  bool wait_notified : 1 = false;      // query_wait_notify NOTICE already sent for this wait
   Pool* pool = nullptr;
   ServerConn* server = nullptr;
   ByteQueue held;               // bytes received while no server is linked
@@ -93,7 +93,6 @@ struct ClientConn {
   proto::CancelKey cancel_key;
   int64_t connect_time_ns = 0;
   int64_t request_time_ns = 0;  // when the current request or wait began
-  int64_t query_start_ns = 0;   // when the current request was sent
   int64_t last_active_ns = 0;
   PeerAddress addr;
   uint64_t id = 0;              // SHOW CLIENTS id, unique per process

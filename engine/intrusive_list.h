@@ -10,7 +10,6 @@ template <typename T>
 struct ListLink {
   T* prev = nullptr;
   T* next = nullptr;
-  bool linked = false;
 };
 
 template <typename T, ListLink<T> T::*kLink>
@@ -21,11 +20,13 @@ class IntrusiveList {
   T* front() const { return head_; }
   T* back() const { return tail_; }
 
+  // Whether t is on this list (an object is on at most one list of a kind at a time).
+  bool Contains(const T* t) const { return (t->*kLink).prev != nullptr || head_ == t; }
+
   void PushBack(T* t) {
     ListLink<T>& l = t->*kLink;
     l.prev = tail_;
     l.next = nullptr;
-    l.linked = true;
     if (tail_) (tail_->*kLink).next = t; else head_ = t;
     tail_ = t;
     ++size_;
@@ -34,14 +35,13 @@ class IntrusiveList {
     ListLink<T>& l = t->*kLink;
     l.prev = nullptr;
     l.next = head_;
-    l.linked = true;
     if (head_) (head_->*kLink).prev = t; else tail_ = t;
     head_ = t;
     ++size_;
   }
   void Remove(T* t) {
+    if (!Contains(t)) return;
     ListLink<T>& l = t->*kLink;
-    if (!l.linked) return;
     if (l.prev) (l.prev->*kLink).next = l.next; else head_ = l.next;
     if (l.next) (l.next->*kLink).prev = l.prev; else tail_ = l.prev;
     l = ListLink<T>{};

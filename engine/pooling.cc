@@ -147,7 +147,7 @@ void Worker::LinkClientServer(ClientConn* c, ServerConn* s) {
   pool->stats.wait_time_us += wait_us;
   pool->latency.wait.Record(wait_us);  // metrics: one observation per server assignment
   s->xact_start_ns = now_ns_;
-  if (c->tracker.Busy()) s->query_start_ns = c->query_start_ns ? c->query_start_ns : now_ns_;
+  if (c->tracker.Busy()) s->query_start_ns = now_ns_;
   // A server idle for longer than server_check_delay may have died quietly: test it first.
   const Settings& cfg = config_->settings;
   if (!cfg.server_check_query.empty() && s->last_used_ns != 0 &&

@@ -637,7 +637,12 @@ void Worker::ServerData(ServerConn* s, uint32_t buf, uint32_t len) {
   buffers_->Append(c->io.out, buf, 0, len);
   pool->stats.bytes_sent += len;
   SendClient(c);
-  if (c->io.out.bytes > kHighWatermark) PauseRecv(s, kOpServerRecv);
+  if (c->io.out.bytes > kHighWatermark) {
+    // A slow client: stop reading from its server, and take what waits for it out of the
+    // ring, so that a client that never reads can't starve the rest of the worker.
+    PauseRecv(s, kOpServerRecv);
+    buffers_->Evacuate(c->io.out, c->io.send_busy ? kMaxIov : 0);
+  }
   if (!scan.saw_ready) return;
 
   c->last_active_ns = now_ns_;

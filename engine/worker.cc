@@ -29,7 +29,7 @@ namespace {
 // Buffers: 16 KiB each, a power-of-two count per worker. Every received byte lands in one of
 // them, so this is also the bound on memory held by slow peers (DESIGN.md decision 4).
 constexpr uint32_t kBufferSize = 16 * 1024;
-constexpr uint32_t kBufferCount = 256;
+constexpr uint32_t kBufferCount = 128;
 constexpr uint16_t kBufferGroup = 0;
 // Re-arm starved receives once this many buffers are back.
 constexpr uint32_t kStarvedRearmThreshold = kBufferCount / 8;
