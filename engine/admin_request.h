@@ -75,6 +75,8 @@ struct AdminPoolPart {
   int cl_active = 0;  // PgBouncer's active list: logged-in clients with or without a server
   int cl_waiting = 0;
   int sv_active = 0;
+  int sv_active_cancel = 0;
+  int sv_being_canceled = 0;
   int sv_idle = 0;
   int sv_used = 0;
   int sv_tested = 0;

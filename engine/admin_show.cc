@@ -157,6 +157,8 @@ MergedPools MergePoolParts(const std::vector<AdminWorkerPart>& parts) {
       m.cl_active += pp.cl_active;
       m.cl_waiting += pp.cl_waiting;
       m.sv_active += pp.sv_active;
+      m.sv_active_cancel += pp.sv_active_cancel;
+      m.sv_being_canceled += pp.sv_being_canceled;
       m.sv_idle += pp.sv_idle;
       m.sv_used += pp.sv_used;
       m.sv_tested += pp.sv_tested;
@@ -278,6 +280,8 @@ void AdminConsole::FillPools(AdminWorkerPart* part, bool with_stats, bool with_l
     p.cl_active = pool->cl_active + pool->cl_idle;
     p.cl_waiting = static_cast<int>(pool->waiting.size() + pool->welcome_waiting.size());
     p.sv_active = pool->sv_active;
+    p.sv_active_cancel = pool->sv_active_cancel;
+    p.sv_being_canceled = pool->sv_being_canceled;
     p.sv_idle = static_cast<int>(pool->idle.size());
     p.sv_tested = pool->sv_setup;
     p.sv_login = pool->sv_login;
@@ -542,7 +546,7 @@ std::string AdminConsole::RenderShow(AdminRequest* r) {
                     {"maxwait_us", kI}, {"pool_mode", kS}, {"load_balance_hosts", kS}});
       for (const auto& [key, p] : pools) {
         rs.Add({Str(p.database), Str(p.user), Int(p.cl_active), Int(p.cl_waiting), Int(0), Int(0), Int(p.sv_active),
-                Int(0), Int(0), Int(p.sv_idle), Int(p.sv_used), Int(p.sv_tested), Int(p.sv_login),
+                Int(p.sv_active_cancel), Int(p.sv_being_canceled), Int(p.sv_idle), Int(p.sv_used), Int(p.sv_tested), Int(p.sv_login),
                 Int(p.max_wait_us / 1'000'000), Int(p.max_wait_us % 1'000'000), Str(PoolModeName(p.mode)),
                 p.load_balance_hosts});
       }

@@ -41,6 +41,8 @@ const char* ServerStateName(ServerState s) {
       return "active";
     case ServerState::kHandover:
       return "idle";
+    case ServerState::kBeingCanceled:
+      return "being_canceled";
     case ServerState::kCancelRequest:
       return "active_cancel";
     case ServerState::kClosing:

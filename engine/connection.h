@@ -105,6 +105,9 @@ enum class ServerState : uint8_t {
   kIdle,           // clean, in pool.idle
   kActive,         // linked to a client (no list; counted in pool.sv_active)
   kHandover,       // recv cancelled, about to move to another worker (no list)
+  kBeingCanceled,  // released while a cancel for it is on its way: held until PostgreSQL has
+                   // taken the cancel, which could otherwise hit the next client's query
+                   // (no list; counted in pool.sv_being_canceled)
   kCancelRequest,  // a one-shot connection that carries a CancelRequest (no pool)
   kClosing,        // waiting for in-flight operations before it is freed
 };
@@ -123,11 +126,15 @@ struct ServerConn {
   bool setup_failed = false;
   bool close_needed = false;    // config changed or RECONNECT: close when released
   bool dirty = false;           // unknown state: close rather than reuse
+  bool reset_on_release = false;  // server_reset_query is due before the next client
   int handover_to = -1;         // kHandover: the worker that gets it
   bool connecting = false;      // a connect SQE is in flight
   bool connected = false;       // kCancelRequest: the connect succeeded
   uint8_t host_index = 0;       // which of the database's hosts it is connected to
   uint16_t peer_id = 0;         // kCancelRequest to a peer: which one
+  uint8_t cancels_in_flight = 0;  // cancel connections aimed at this server still open
+  uint32_t cancel_target_slot = 0;  // kCancelRequest for one of our servers: which one
+  uint32_t cancel_target_generation = 0;
   Pool* pool = nullptr;
   ClientConn* client = nullptr;
   proto::FrameScanner<512> scanner;

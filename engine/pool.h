@@ -84,6 +84,8 @@ struct Pool {
   int sv_active = 0;
   int sv_login = 0;      // connecting or authenticating
   int sv_setup = 0;      // running our own query (shown as sv_used/sv_tested)
+  int sv_being_canceled = 0;  // released, waiting for a cancel aimed at it to land
+  int sv_active_cancel = 0;   // cancel connections to the server in flight
   int servers = 0;       // every server of this shard, whatever its state
 
   // Cross-worker borrowing.

@@ -197,7 +197,22 @@ void Worker::ReleaseServer(ServerConn* s, bool client_gone) {
   s->last_used_ns = now_ns_;
   s->query_start_ns = 0;
   s->xact_start_ns = 0;
+  s->reset_on_release =
+      (pool->settings.mode == PoolMode::kSession && client_gone) || config_->settings.server_reset_query_always;
+  if (s->cancels_in_flight > 0) {
+    // A cancel aimed at the query that just ended may still reach the backend; if the server
+    // served someone else meanwhile, that cancel would kill their query. Hold it until
+    // PostgreSQL has closed the cancel connection (CancelLanded), as PgBouncer does.
+    s->state = ServerState::kBeingCanceled;
+    ++pool->sv_being_canceled;
+    return;
+  }
   s->state = ServerState::kIdle;
+  FinishRelease(s);
+}
+
+void Worker::FinishRelease(ServerConn* s) {
+  Pool* pool = s->pool;
   if (s->close_needed) {
     CloseServer(s, "obsolete connection");
     return;
@@ -208,8 +223,7 @@ void Worker::ReleaseServer(ServerConn* s, bool client_gone) {
     return;
   }
   const Settings& cfg = config_->settings;
-  bool reset = (pool->settings.mode == PoolMode::kSession && client_gone) || cfg.server_reset_query_always;
-  if (reset && !cfg.server_reset_query.empty()) {
+  if (s->reset_on_release && !cfg.server_reset_query.empty()) {
     StartSetup(s, SetupStep::kResetQuery, cfg.server_reset_query);
     return;
   }

@@ -813,6 +813,9 @@ void Worker::CloseServer(ServerConn* s, const std::string& reason) {
       case ServerState::kSetup:
         --pool->sv_setup;
         break;
+      case ServerState::kBeingCanceled:
+        --pool->sv_being_canceled;
+        break;
       default:
         break;
     }
@@ -822,8 +825,10 @@ void Worker::CloseServer(ServerConn* s, const std::string& reason) {
     pool->db_shared->servers.Release();
     pool->user_shared->servers.Release();
   }
-  if (s->state == ServerState::kCancelRequest && s->peer_id != 0) {
-    shared_->CountPeerCancel(s->peer_id, s->connected ? 0 : -1, s->connected ? -1 : 0);
+  if (s->state == ServerState::kCancelRequest) {
+    if (s->peer_id != 0) shared_->CountPeerCancel(s->peer_id, s->connected ? 0 : -1, s->connected ? -1 : 0);
+    if (pool && s->io.fd >= 0) --pool->sv_active_cancel;
+    CancelLanded(s);
   }
   timers_->Disarm(&s->timer);
   delete s->login;
@@ -921,19 +926,40 @@ void Worker::OnServerTimer(ServerConn* s) {
 
 // A cancel for a query on server `s`: a one-shot connection to the same host that carries a
 // CancelRequest with the server's real key (DESIGN.md decision 6).
-void Worker::SendCancelToServer(const ServerConn* s) {
+void Worker::SendCancelToServer(ServerConn* s) {
   Pool* pool = s->pool;
   const DatabaseConfig* db = pool->db;
   size_t idx = s->host_index < db->hosts.size() ? s->host_index : 0;
   std::string payload;
   proto::AppendCancelRequest(&payload, s->backend_key);
-  OpenCancelConnection(payload, db->hosts.empty() ? std::string() : db->hosts[idx], db->PortFor(idx), pool);
+  ServerConn* cancel =
+      OpenCancelConnection(payload, db->hosts.empty() ? std::string() : db->hosts[idx], db->PortFor(idx), pool);
+  if (cancel) {
+    // Until PostgreSQL closes the cancel connection, the signal may still be on its way to the
+    // backend: the server must not serve anyone else before then (see kBeingCanceled).
+    ++s->cancels_in_flight;
+    cancel->cancel_target_slot = s->slot;
+    cancel->cancel_target_generation = s->generation;
+  }
+}
+
+// A cancel connection aimed at one of our servers is done: the signal has been delivered (or
+// never will be). A server held for it goes on with its release.
+void Worker::CancelLanded(ServerConn* cancel) {
+  if (cancel->cancel_target_generation == 0) return;
+  ServerConn* s = servers_.Find(cancel->cancel_target_slot, cancel->cancel_target_generation);
+  cancel->cancel_target_generation = 0;
+  if (!s || s->cancels_in_flight == 0) return;
+  if (--s->cancels_in_flight > 0 || s->state != ServerState::kBeingCanceled) return;
+  --s->pool->sv_being_canceled;
+  s->state = ServerState::kIdle;
+  FinishRelease(s);
 }
 
 // Sends a 16-byte CancelRequest to host:port and closes once the other side does (PostgreSQL
 // and PgBouncer close a cancel connection without a word).
-void Worker::OpenCancelConnection(const std::string& payload, const std::string& host, int port, Pool* pool,
-                                  uint16_t peer_id) {
+ServerConn* Worker::OpenCancelConnection(const std::string& payload, const std::string& host, int port, Pool* pool,
+                                         uint16_t peer_id) {
   ServerConn* s = servers_.Allocate();
   s->state = ServerState::kCancelRequest;
   s->pool = pool;
@@ -948,21 +974,23 @@ void Worker::OpenCancelConnection(const std::string& payload, const std::string&
   std::string error;
   if (!ResolveHostPort(host, port, &s->login->addr, &s->login->addrlen, &error)) {
     CloseServer(s, error);
-    return;
+    return nullptr;
   }
   s->addr = PeerAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&s->login->addr));
   int fd = socket(s->login->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     CloseServer(s, absl::StrCat("socket: ", strerror(errno)));
-    return;
+    return nullptr;
   }
   s->io.fd = fd;
+  if (pool) ++pool->sv_active_cancel;
   io_uring_sqe* sqe = ring_->Sqe();
   io_uring_prep_connect(sqe, fd, reinterpret_cast<sockaddr*>(&s->login->addr), s->login->addrlen);
   io_uring_sqe_set_data64(sqe, netio::Tag{kOpServerConnect, s->generation, s->slot}.Pack());
   ++s->io.pending;
   s->connecting = true;
   ArmServerTimer(s);
+  return s;
 }
 
 }  // namespace rb::engine

@@ -237,9 +237,9 @@ class Worker {
   void Reap();
   void ArmServerTimer(ServerConn* s);
   void OnServerTimer(ServerConn* s);
-  void SendCancelToServer(const ServerConn* s);
-  void OpenCancelConnection(const std::string& payload, const std::string& host, int port, Pool* pool,
-                            uint16_t peer_id = 0);
+  void SendCancelToServer(ServerConn* s);
+  ServerConn* OpenCancelConnection(const std::string& payload, const std::string& host, int port, Pool* pool,
+                                   uint16_t peer_id = 0);
   void ForwardCancelToPeer(proto::CancelKey key);
   std::string ServerPrefix(const ServerConn* s) const;
   bool ServerAddress(Pool* pool, uint8_t* host_index, sockaddr_storage* addr, socklen_t* len, std::string* error);
@@ -252,6 +252,8 @@ class Worker {
   void ServeWaiters(Pool* pool);
   void LinkClientServer(ClientConn* c, ServerConn* s);
   void ReleaseServer(ServerConn* s, bool client_gone);
+  void FinishRelease(ServerConn* s);
+  void CancelLanded(ServerConn* cancel);
   void ContinueLink(ClientConn* c, ServerConn* s);
   void ServerIdle(ServerConn* s);
   bool GiveServerAway(ServerConn* s);

@@ -114,7 +114,7 @@ TEST_CASE("PQcancel over the unix socket cancels a query whose client came over 
 // PostgreSQL has closed the cancel connection. Straight to PostgreSQL (PQcancel waits for that
 // close) the same loop never loses a query.
 TEST_CASE("a cancel never cancels the query that follows it on the same server",
-          "[integration][engine][cancel][!mayfail]") {
+          "[integration][engine][cancel]") {
   RingbouncerProcess rb(Pg(), {.settings = {{"workers", "1"}, {"default_pool_size", "1"}}});
   PgConn superuser = PgConn::Connect(Pg().SuperuserConnString());
   REQUIRE(superuser.Ok());
