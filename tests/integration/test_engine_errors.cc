@@ -7,6 +7,7 @@
 #include "tests/catch.h"
 #include "tests/support/pg_client.h"
 #include "tests/support/pg_cluster.h"
+#include "tests/support/process.h"
 #include "tests/support/raw_client.h"
 #include "tests/support/ringbouncer_process.h"
 
@@ -138,6 +139,38 @@ TEST_CASE("a client that waits longer than query_wait_timeout for a server gets 
   CHECK(holder.Exec("SELECT 2").Scalar() == "2");
   CHECK(holder.Exec("COMMIT").ok);
   CHECK(Query(rb.ConnString("rb_md5"), "SELECT 3").Scalar() == "3");
+}
+
+TEST_CASE("a server login that fails reaches the client as an error, not a hang",
+          "[integration][engine]") {
+  // trust for clients, and a wrong password for ringbouncer's own login to PostgreSQL.
+  RingbouncerProcess rb(Pg(), {.settings = {{"auth_type", "trust"}},
+                               .userlist = {UserlistPlain("rb_md5", "wrong")}});
+  for (int i = 0; i < 3; ++i) {
+    PgConn conn = PgConn::Connect(rb.ConnString("rb_md5"), 30s);
+    INFO("attempt " << i << ": " << conn.Error());
+    INFO("ringbouncer log:\n" << rb.LogTail());
+    CHECK_FALSE(conn.Ok());
+    CHECK(Contains(conn.Error(), "password authentication failed"));
+    CHECK_FALSE(conn.SqlState().empty());
+  }
+}
+
+TEST_CASE("a database whose server refuses connections gives its clients an error",
+          "[integration][engine]") {
+  const int nothing_there = FreeTcpPort();
+  RingbouncerProcess rb(Pg(), {.databases = {"nowhere = host=127.0.0.1 port=" +
+                                             std::to_string(nothing_there) + " dbname=rbtest",
+                                             DatabaseLine(Pg())}});
+  const auto start = Clock::now();
+  PgConn conn = PgConn::Connect(rb.ConnString("rb_md5", "nowhere"), 30s);
+  INFO(conn.Error());
+  INFO("ringbouncer log:\n" << rb.LogTail());
+  CHECK_FALSE(conn.Ok());
+  CHECK_FALSE(conn.SqlState().empty());
+  CHECK(Clock::now() - start < 20s);
+  // The other database is not affected.
+  CHECK(Query(rb.ConnString("rb_md5"), "SELECT 1").Scalar() == "1");
 }
 
 }  // namespace
