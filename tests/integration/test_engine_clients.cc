@@ -120,7 +120,7 @@ TEST_CASE("statement mode serves single statements and refuses a transaction blo
   CHECK(next.Exec("SELECT now() = statement_timestamp()").Scalar() == "t");
 }
 
-TEST_CASE("pipelined extended-protocol clients (pgbench \\startpipeline) through transaction "
+TEST_CASE("pipelined extended-protocol clients (pgbench pipelines) through transaction "
           "mode have no failed transactions",
           "[integration][engine]") {
   PgCluster& pg = PgCluster::Shared();
