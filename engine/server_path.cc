@@ -567,7 +567,12 @@ struct ServerScan {
   uint8_t last_status = 'I';
   bool bad = false;
 
-  bool OnType(uint8_t) { return true; }
+  int64_t ready_offset = -1;  // where the last ReadyForQuery starts in this chunk (-1: earlier chunk)
+
+  bool OnTypeAt(uint8_t type, uint32_t offset) {
+    if (type == 'Z') ready_offset = offset;
+    return true;
+  }
   bool OnHeader(uint8_t type, uint32_t len) {
     return type == 'Z' || (type == 'S' && len <= 512);
   }
@@ -634,8 +639,15 @@ void Worker::ServerData(ServerConn* s, uint32_t buf, uint32_t len) {
     CloseServer(s, "bad pkt header");
     return;
   }
-  buffers_->Append(c->io.out, buf, 0, len);
-  pool->stats.bytes_sent += len;
+  // Statement mode refuses a transaction block. The ReadyForQuery that opens it must not
+  // reach the client: libpq reports BEGIN's success only when it sees it, so withholding it
+  // makes the client's BEGIN fail with our FATAL, as under PgBouncer.
+  uint32_t forward = len;
+  if (scan.saw_ready && pool->settings.mode == PoolMode::kStatement && scan.last_status != 'I' && scan.ready_offset >= 0) {
+    forward = static_cast<uint32_t>(scan.ready_offset);
+  }
+  buffers_->Append(c->io.out, buf, 0, forward);
+  pool->stats.bytes_sent += forward;
   SendClient(c);
   if (c->io.out.bytes > kHighWatermark) {
     // A slow client: stop reading from its server, and take what waits for it out of the

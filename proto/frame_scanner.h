@@ -52,6 +52,10 @@ struct [[nodiscard]] ScanResult {
 //   void OnEnd(uint8_t type);
 //       The last byte of a message has been scanned (collected or not).
 //
+//   bool OnTypeAt(uint8_t type, uint32_t offset);   (optional, replaces OnType)
+//       OnType with the type byte's offset in the current chunk, for visitors that may have to
+//       cut the chunk at a message they only judge once its body is in.
+//
 // kStashBytes is 0 for connections that never collect (clients): the scanner is then 12 bytes.
 template <uint32_t kStashBytes>
 class FrameScanner {
@@ -103,7 +107,13 @@ class FrameScanner {
       }
 
       if (header_len_ == 0) {
-        if (!v.OnType(data[pos])) return {ScanStatus::kStopped, pos};
+        bool go;
+        if constexpr (requires { v.OnTypeAt(uint8_t{}, uint32_t{}); }) {
+          go = v.OnTypeAt(data[pos], pos);
+        } else {
+          go = v.OnType(data[pos]);
+        }
+        if (!go) return {ScanStatus::kStopped, pos};
         // Fast path: the whole header is in this chunk.
         if (len - pos >= 5) {
           std::memcpy(header_.data(), data + pos, 5);
