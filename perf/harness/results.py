@@ -27,8 +27,10 @@ class Metric:
             base = ref.get(r)
             if v is None or base is None:
                 continue
-            if self.group == "latency" and base < 1.0:
-                continue   # PgBouncer added under 1 µs here: a ratio to noise means nothing
+            if self.group == "latency":
+                if base < 1.0:
+                    continue   # PgBouncer added under 1 µs (or "less than nothing"): a ratio to noise
+                v = max(v, 0.0)  # below the direct connection's latency is noise too: count it as 0
             if base == 0:
                 continue
             out.append(v / base)
@@ -89,8 +91,14 @@ class Results:
 
 def compare(results, baseline, tolerance, micro_tolerance):
     """Ratios (and micro-benchmark times) that got more than `tolerance` worse than the baseline.
-    Returns (regressions, improvements, not_compared) as lists of text lines."""
-    regressions, improvements, missing = [], [], []
+
+    A ratio regressed when its median over the rounds is more than `tolerance` worse than the
+    baseline's AND every round's ratio is worse than the baseline: on a shared machine one slow
+    round (another job's build) must not fail the run, and a real regression shows in every
+    round. A median that is worse but with rounds on both sides of the baseline is reported as
+    a possible regression (it does not fail the run; measure again, with more --rounds).
+    Returns (regressions, improvements, notes) as lists of text lines."""
+    regressions, improvements, notes = [], [], []
     cur = results.ratios()
     for key, per_sys in baseline.get("ratios", {}).items():
         m = results.metrics.get(key)
@@ -99,17 +107,26 @@ def compare(results, baseline, tolerance, micro_tolerance):
             if s not in GATED:
                 continue
             now = cur.get(key, {}).get(s)
-            if now is None or base is None:
-                missing.append(f"{key} {s}: not measured in this run")
+            if now is None or base is None or base <= 0:
+                notes.append(f"{key} {s}: not measured in this run")
                 continue
-            change = now / base if base else float("inf")
-            worse = change < 1 - tolerance if better == "higher" else change > 1 + tolerance
-            good = change > 1 + tolerance if better == "higher" else change < 1 - tolerance
-            line = f"{key} {s}: ratio {now:.3f} vs baseline {base:.3f} ({(change - 1) * 100:+.1f}%, {better} is better)"
-            if worse:
+            rounds = m.per_round_ratios(s) if m else [now]
+            change = now / base
+            if better == "higher":
+                worse, good = change < 1 - tolerance, change > 1 + tolerance
+                every_round_worse = max(rounds) < base
+            else:
+                worse, good = change > 1 + tolerance, change < 1 - tolerance
+                every_round_worse = min(rounds) > base
+            line = (f"{key} {s}: ratio {now:.3f} (rounds {min(rounds):.2f}–{max(rounds):.2f}) vs baseline {base:.3f} "
+                    f"({(change - 1) * 100:+.1f}%, {better} is better)")
+            if worse and every_round_worse:
                 regressions.append(line)
+            elif worse:
+                notes.append(f"possible regression (rounds on both sides of the baseline): {line}")
             elif good:
                 improvements.append(line)
+    missing = notes
     for name, b in baseline.get("microbench", {}).items():
         now = results.microbench.get(name)
         if not now:

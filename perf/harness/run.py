@@ -477,9 +477,9 @@ def baseline_from_results(argv):
 
 
 def publish(argv):
-    """perf/run --publish perf/results/<timestamp>: that run's results.md into perf/README.md."""
-    if not argv or not os.path.exists(os.path.join(argv[0], "results.md")):
-        print("usage: perf/run --publish perf/results/<timestamp>   (a directory with results.md)", file=sys.stderr)
+    """perf/run --publish perf/results/<timestamp>: that run's table into perf/README.md."""
+    if not argv or not os.path.exists(os.path.join(argv[0], "results.json")):
+        print("usage: perf/run --publish perf/results/<timestamp>   (a directory with results.json)", file=sys.stderr)
         return 2
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     readme = os.path.join(root, "perf/README.md")
@@ -488,7 +488,12 @@ def publish(argv):
     if begin not in text or end not in text:
         print(f"perf/run: {readme} has no {begin} ... {end} block", file=sys.stderr)
         return 2
-    table = open(os.path.join(argv[0], "results.md")).read().strip()
+    # Rendered again from results.json, so that the table follows the current ratio rules.
+    j = json.load(open(os.path.join(argv[0], "results.json")))
+    res = results_from_json(j)
+    res.checks, res.skipped = j.get("checks", []), j.get("skipped", {})
+    res.engine_problems = j.get("engine_problems", [])
+    table = markdown(res, j, None).strip()
     head, rest = text.split(begin, 1)
     _, tail_ = rest.split(end, 1)
     with open(readme, "w") as f:
