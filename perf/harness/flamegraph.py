@@ -50,8 +50,12 @@ def main(argv):
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = os.path.abspath(a.out or os.path.join(root, "perf/results", f"flamegraph-{stamp}"))
     os.makedirs(out, exist_ok=True)
+    from run import remove_stale_workdirs
+    remove_stale_workdirs()
     workdir = tempfile.mkdtemp(prefix="rb-flame-", dir="/tmp")
     os.chmod(workdir, 0o755)
+    with open(os.path.join(workdir, "owner.pid"), "w") as f:
+        f.write(str(os.getpid()))
     CHILDREN.cleanups.insert(0, lambda: shutil.rmtree(workdir, ignore_errors=True))
 
     pg = PgCluster(tools, workdir, max_connections=100).start() if a.backend == "postgres" else None
