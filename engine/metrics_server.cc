@@ -98,6 +98,7 @@ void MetricsServer::Process(uint32_t slot, Conn* c) {
   }
   c->in.erase(0, req.head_bytes);
   c->keep_alive = req.keep_alive;
+  c->http10 = req.minor_version == 0;
   c->head_only = req.method == "HEAD";
   if (req.method != "GET" && req.method != "HEAD") {
     return Respond(slot, c, 405, "Method Not Allowed", "text/plain; charset=utf-8", "only GET is served here\n",
@@ -130,7 +131,7 @@ void MetricsServer::Respond(uint32_t slot, Conn* c, int status, const char* reas
                             const std::string& body, const char* extra_headers) {
   c->out = absl::StrFormat("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n", status, reason,
                            content_type, body.size(), extra_headers,
-                           c->keep_alive ? "" : "Connection: close\r\n");
+                           !c->keep_alive ? "Connection: close\r\n" : c->http10 ? "Connection: keep-alive\r\n" : "");
   if (!c->head_only) c->out += body;
   c->out_off = 0;
   ArmSend(slot, c);

@@ -63,6 +63,7 @@ class MetricsServer {
     bool shut_down = false;  // shutdown(2) issued to end what is pending
     bool gathering = false;  // waiting for the workers' parts; nothing in flight
     bool keep_alive = true;
+    bool http10 = false;     // an HTTP/1.0 client keeps the connection only if told so
     bool head_only = false;  // HEAD: the headers of the GET answer, no body
     bool draining = false;   // answered with a close: our side is shut, reading until EOF
     int64_t deadline_ns = 0;
