@@ -888,7 +888,7 @@ void Worker::FreeClientIfDone(ClientConn* c) {
 }
 
 void Worker::ReapClient(ClientConn* c) {
-  if (c->io.fd >= 0) close(c->io.fd);
+  if (c->io.fd >= 0) CloseFd(c->io.fd);
   c->io.fd = -1;
   buffers_->Clear(c->io.out);
   ReleaseZeroCopyHold(c);

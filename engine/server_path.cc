@@ -862,7 +862,7 @@ void Worker::FreeServerIfDone(ServerConn* s) {
 }
 
 void Worker::ReapServer(ServerConn* s) {
-  if (s->io.fd >= 0) close(s->io.fd);
+  if (s->io.fd >= 0) CloseFd(s->io.fd);
   s->io.fd = -1;
   buffers_->Clear(s->io.out);
   ReleaseZeroCopyHold(s);

@@ -423,6 +423,16 @@ void Worker::ResumeRecv(Conn* c, Op op) {
   if (!c->io.recv_armed && !c->io.recv_starved && !c->io.eof) ArmRecv(c, op);
 }
 
+// A reaped connection's socket is closed through the ring, in the same io_uring_enter as the
+// rest of the batch rather than with a syscall of its own. Its fd number can't be reused
+// before the close has run, so the number is safe to forget at once.
+void Worker::CloseFd(int fd) {
+  io_uring_sqe* sqe = ring_->Sqe();
+  io_uring_prep_close(sqe, fd);
+  io_uring_sqe_set_data64(sqe, netio::Tag{kOpIgnore, 0, 0}.Pack());
+  if (features_.cqe_skip) sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
 void Worker::Reap() {
   // A connection queued here has no operation in flight and is closed: nothing can bring it
   // back, so freeing it now is safe.

@@ -175,6 +175,7 @@ class Worker {
   bool OnSendComplete(Conn* c, Op op, const io_uring_cqe& cqe);
   template <typename Conn>
   void CancelIo(Conn* c);
+  void CloseFd(int fd);
   // Backpressure (DESIGN.md decision 4): stop reading from a peer while the other side's send
   // queue is over the high watermark; resume below the low one.
   template <typename Conn>
