@@ -961,7 +961,10 @@ class Loader {
                                  std::string(d.name));
         }
       }
-      Error(file, item.line, absl::StrFormat("unknown setting \"%s\"%s", item.key, hint));
+      // A warning, not an error (PgBouncer 1.23+ refuses to load): a key from a newer
+      // PgBouncer, or ringbouncer's own key in a file shared with pgbouncer, must not stop
+      // a start. The line names it, so a typo is still found.
+      Warn(file, item.line, absl::StrFormat("unknown setting \"%s\"%s; ignored", item.key, hint));
       return;
     }
     if (absl::Status s = SetSettingValue(config_.settings, *def, item.value); !s.ok()) {

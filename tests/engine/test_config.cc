@@ -90,14 +90,15 @@ TEST_CASE("a file with errors loads nothing and every error is reported", "[conf
       "bogus = 1\n"
       "[databases]\n"
       "db = host=x bogus=1\n");
-  REQUIRE(r.errors.size() == 4);
+  REQUIRE(r.errors.size() == 3);
   CHECK(r.config.status().code() == absl::StatusCode::kInvalidArgument);
   CHECK(r.config.status().message() ==
         "pgbouncer.ini:2: invalid value \"abc\" for \"listen_port\": expected an integer\n"
         "pgbouncer.ini:3: invalid value \"fast\" for \"pool_mode\": expected one of session, "
         "transaction, statement\n"
-        "pgbouncer.ini:4: unknown setting \"bogus\"\n"
         "pgbouncer.ini:6: database \"db\": unknown parameter \"bogus\"");
+  REQUIRE_FALSE(r.warnings.empty());
+  CHECK(Strings(r.warnings)[0] == "pgbouncer.ini:4: unknown setting \"bogus\"; ignored");
 }
 
 TEST_CASE("the pgbouncer section is required", "[config][sections]") {

@@ -31,6 +31,14 @@ std::string Loaded(std::string_view key, std::string_view value) {
   return GetSettingValue(r.config->settings, Def(key));
 }
 
+// The one warning of loading "key = value" on line 2 (which loads).
+std::string WarningOf(std::string_view key, std::string_view value) {
+  LoadResult r = LoadSettings(std::string(key) + " = " + std::string(value));
+  REQUIRE(r.ok());
+  REQUIRE(r.warnings.size() == 1);
+  return r.warnings[0].ToString();
+}
+
 // The one error of loading "key = value" on line 2.
 std::string ErrorOf(std::string_view key, std::string_view value) {
   LoadResult r = LoadSettings(std::string(key) + " = " + std::string(value));
@@ -112,13 +120,15 @@ TEST_CASE("SHOW CONFIG values of the defaults look like those of PgBouncer", "[c
   CHECK(GetSettingValue(s, Def("auth_file")) == "");
 }
 
-TEST_CASE("setting names are case-sensitive as in PgBouncer with a hint", "[config][settings]") {
+TEST_CASE("setting names are case-sensitive as in PgBouncer, and an unknown one warns with a hint",
+          "[config][settings]") {
   CHECK(FindSetting("listen_port") != nullptr);
   CHECK(FindSetting("Listen_Port") == nullptr);
-  CHECK(ErrorOf("Listen_Port", "6000") ==
+  CHECK(WarningOf("Listen_Port", "6000") ==
         "pgbouncer.ini:2: unknown setting \"Listen_Port\" (did you mean \"listen_port\"? setting "
-        "names are case-sensitive)");
-  CHECK(ErrorOf("no_such_thing", "1") == "pgbouncer.ini:2: unknown setting \"no_such_thing\"");
+        "names are case-sensitive); ignored");
+  CHECK(WarningOf("no_such_thing", "1") == "pgbouncer.ini:2: unknown setting \"no_such_thing\"; ignored");
+  CHECK(Loaded("listen_port", "6000") == "6000");
 }
 
 TEST_CASE("integers are read like strtol with base 0 as decimal or hex or octal", "[config][values]") {
