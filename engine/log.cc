@@ -1,11 +1,16 @@
 #include "engine/log.h"
 
+#include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
 
 #include "absl/strings/str_cat.h"
 
@@ -49,7 +54,61 @@ void WriteAll(int fd, const char* p, size_t n) {
   }
 }
 
+// Test-only syslog sink (RB_SYSLOG_PATH_FOR_TEST): a unix datagram socket that stands in for
+// /dev/log, so that a test can read what syslog would get without a syslog daemon. It gets
+// the datagram glibc's syslog(3) sends: "<PRI>Mmm dd hh:mm:ss IDENT[PID]: MESSAGE".
+struct TestSyslogSink {
+  std::mutex mu;
+  int fd = -1;
+  std::string ident = "pgbouncer";
+  int facility = LOG_DAEMON;
+};
+
+TestSyslogSink* TestSink() {
+  static TestSyslogSink* sink = [] () -> TestSyslogSink* {
+    const char* path = getenv("RB_SYSLOG_PATH_FOR_TEST");
+    if (path == nullptr || *path == '\0') return nullptr;
+    auto* s = new TestSyslogSink;
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    strncpy(addr.sun_path, path, sizeof(addr.sun_path) - 1);
+    s->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s->fd >= 0 && connect(s->fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      close(s->fd);
+      s->fd = -1;
+    }
+    return s;
+  }();
+  return sink;
+}
+
+void SendToTestSink(TestSyslogSink* sink, int priority, const std::string& message) {
+  time_t now = time(nullptr);
+  struct tm tm;
+  localtime_r(&now, &tm);
+  char stamp[32];
+  size_t n = strftime(stamp, sizeof(stamp), "%h %e %T", &tm);
+  std::lock_guard<std::mutex> lock(sink->mu);
+  if (sink->fd < 0) return;
+  std::string datagram = absl::StrFormat("<%d>%s %s[%d]: %s", sink->facility | priority, absl::string_view(stamp, n),
+                                         sink->ident, getpid(), message);
+  (void)!send(sink->fd, datagram.data(), datagram.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
 }  // namespace
+
+void OpenSyslog(const std::string& ident, int facility) {
+  if (TestSyslogSink* sink = TestSink()) {
+    std::lock_guard<std::mutex> lock(sink->mu);
+    sink->ident = ident;
+    sink->facility = facility;
+    return;
+  }
+  // openlog keeps the pointer: the ident must outlive the process's logging.
+  static std::string kept;
+  kept = ident;
+  openlog(kept.c_str(), LOG_PID, facility);
+}
 
 void LogWrite(LogLevel level, const std::string& message) {
   struct timeval tv;
@@ -69,7 +128,11 @@ void LogWrite(LogLevel level, const std::string& message) {
   if (fd >= 0) WriteAll(fd, line.data(), line.size());
   if (s.to_syslog.load(std::memory_order_relaxed)) {
     // As PgBouncer: the priority carries the level; the message goes alone.
-    syslog(SyslogPriority(level), "%s", message.c_str());
+    if (TestSyslogSink* sink = TestSink()) {
+      SendToTestSink(sink, SyslogPriority(level), message);
+    } else {
+      syslog(SyslogPriority(level), "%s", message.c_str());
+    }
   }
 }
 

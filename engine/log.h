@@ -32,6 +32,11 @@ inline bool LogEnabled(LogLevel level) {
 
 void LogWrite(LogLevel level, const std::string& message);
 
+// openlog(3) with this ident and facility (LOG_PID). With RB_SYSLOG_PATH_FOR_TEST set in the
+// environment, syslog lines go instead to that unix datagram socket, in the datagram shape
+// glibc's syslog(3) sends to /dev/log: for tests, which have no syslog daemon.
+void OpenSyslog(const std::string& ident, int facility);
+
 // PgBouncer's log_socket_prefix, which scripts match on: "C-0x1000000000005: db/user@host:port"
 // ('S' for a server). Where PgBouncer prints the connection's address, we print its
 // process-unique id in the same "0x..." form (ConnLogId), which SHOW CLIENTS and SHOW SERVERS

@@ -189,8 +189,11 @@ void Worker::ReleaseServer(ServerConn* s, bool client_gone) {
       ++pool->cl_idle;
       c->last_active_ns = now_ns_;
       ArmClientTimer(c);
-      // SIGINT / SHUTDOWN WAIT_FOR_SERVERS: once its transaction is over, the client goes.
-      if (stopping_ && shutdown_mode_ == ShutdownMode::kWaitForServers) CloseClient(c, "server shutting down");
+      // SIGINT / SHUTDOWN WAIT_FOR_SERVERS: once its transaction is over, the client goes, but
+      // only after the answer that ended it (queued just before this release) has been sent.
+      if (stopping_ && shutdown_mode_ == ShutdownMode::kWaitForServers) {
+        CloseClient(c, "server shutting down", /*flush=*/true);
+      }
     }
   }
   --pool->sv_active;

@@ -68,10 +68,7 @@ void Supervisor::ApplyLogSettings(const Settings& s) {
     int facility = LOG_DAEMON;
     for (const auto& [name, value] : kFacilities)
       if (s.syslog_facility == name) facility = value;
-    // openlog keeps the pointer: the ident must outlive the process's logging.
-    static std::string ident;
-    ident = s.syslog_ident;
-    openlog(ident.c_str(), LOG_PID, facility);
+    OpenSyslog(s.syslog_ident, facility);
   }
   log.to_syslog.store(s.syslog, std::memory_order_relaxed);
 }

@@ -502,8 +502,9 @@ void Worker::Maintenance() {
     clients_.ForEach([&](ClientConn* c) {
       if (c->state != ClientState::kActive && c->state != ClientState::kClosing) idle.push_back(c);
     });
-    // An admin client may be waiting for the SHUTDOWN reply: let it be sent.
-    for (ClientConn* c : idle) CloseClient(c, "server shutting down", c->state == ClientState::kAdmin);
+    // What is still queued for them (an admin client's SHUTDOWN reply, the end of an answer
+    // that released its server just before the signal) is sent first.
+    for (ClientConn* c : idle) CloseClient(c, "server shutting down", /*flush=*/true);
   }
 }
 
@@ -621,6 +622,12 @@ void Worker::ApplyConfig(std::shared_ptr<const Config> config) {
   ++config_version_;
   autodbs_.clear();
   for (auto& [key, pool] : pools_) RefreshPoolSettings(pool.get());
+  // A timeout changed by a reload applies to the clients already here, as PgBouncer's janitor
+  // checks every client against the current settings each second: a client's timer was armed
+  // for the old value (or not at all, for 0), so arm it again. Reloads are rare.
+  clients_.ForEach([&](ClientConn* c) {
+    if (c->state != ClientState::kClosing && c->state != ClientState::kAdmin) ArmClientTimer(c);
+  });
 }
 
 void Worker::BeginShutdown(ShutdownMode mode) {
