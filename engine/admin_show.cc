@@ -808,8 +808,9 @@ std::string AdminConsole::ShowPeers() {
   return rs.Done();
 }
 
-// One row per configured peer. Forwarded cancels are the only traffic to a peer: a client's
-// CancelRequest is forwarded at once (never waits), so the client columns stay 0.
+// One row per configured peer. Forwarded cancels are the only traffic to a peer: each holds the
+// client that sent it (cl_*_cancel_req) and a connection to the peer (sv_login while it
+// connects, sv_active_cancel until the peer closes it), as PgBouncer's peer pools do.
 std::string AdminConsole::ShowPeerPools() {
   ResultSet rs({{"peer_id", kI}, {"cl_active_cancel_req", kI}, {"cl_waiting_cancel_req", kI}, {"sv_active_cancel", kI},
                 {"sv_login", kI}});
@@ -817,7 +818,7 @@ std::string AdminConsole::ShowPeerPools() {
   std::sort(peers.begin(), peers.end(), [](const PeerConfig& a, const PeerConfig& b) { return a.peer_id < b.peer_id; });
   for (const PeerConfig& p : peers) {
     SharedState::PeerCancelCounts n = worker_->shared_->PeerCancels(p.peer_id);
-    rs.Add({Int(p.peer_id), Int(0), Int(0), Int(n.active), Int(n.login)});
+    rs.Add({Int(p.peer_id), Int(n.cl_active), Int(n.cl_waiting), Int(n.active), Int(n.login)});
   }
   return rs.Done();
 }

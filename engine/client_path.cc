@@ -176,6 +176,11 @@ void Worker::ClientLoginBytes(ClientConn* c, uint32_t buf, uint32_t len) {
 }
 
 void Worker::HandleStartupPacket(ClientConn* c, const uint8_t* data, uint32_t len) {
+  if (c->cancel_held) {
+    // A cancel connection carries one packet; anything after it ends the connection.
+    CloseClient(c, "bad cancel request");
+    return;
+  }
   ClientLogin* L = c->login;
   L->startup.Clear();
   proto::StartupError err = proto::ParseStartupPacket(data, len, &L->startup);
@@ -202,7 +207,8 @@ void Worker::HandleStartupPacket(ClientConn* c, const uint8_t* data, uint32_t le
     case proto::StartupKind::kCancelRequest: {
       if (L->startup.CancelKeyIsOurs()) {
         proto::CancelKey key = proto::CancelKey::FromBytes(L->startup.cancel_key_bytes());
-        HandleCancelKey(key.AsUint64());
+        // Forwarded to a peer: held open until the peer has closed the forward.
+        if (HandleCancelKey(key.AsUint64(), c)) return;
       }
       // A cancel connection gets no answer: PostgreSQL closes it without a word.
       CloseClient(c, "");

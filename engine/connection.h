@@ -80,6 +80,8 @@ struct ClientConn {
   bool pool_counted : 1 = false;       // holds max_db/max_user client reservations
   bool close_after_flush : 1 = false;
   bool wait_notified : 1 = false;      // query_wait_notify NOTICE already sent for this wait
+  bool cancel_held : 1 = false;        // sent a CancelRequest now forwarded to a peer: kept open
+                                       // (kLogin, no list) until the peer has closed the forward
   Pool* pool = nullptr;
   ServerConn* server = nullptr;
   ByteQueue held;               // bytes received while no server is linked
@@ -135,6 +137,8 @@ struct ServerConn {
   uint8_t cancels_in_flight = 0;  // cancel connections aimed at this server still open
   uint32_t cancel_target_slot = 0;  // kCancelRequest for one of our servers: which one
   uint32_t cancel_target_generation = 0;
+  uint32_t cancel_client_slot = 0;  // kCancelRequest to a peer: the client that sent it, held open
+  uint32_t cancel_client_generation = 0;  // until this connection ends (0: none)
   Pool* pool = nullptr;
   ClientConn* client = nullptr;
   proto::FrameScanner<512> scanner;

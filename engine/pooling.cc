@@ -449,50 +449,59 @@ proto::CancelKey KeyFromUint64(uint64_t raw) {
 }
 }  // namespace
 
-void Worker::HandleCancelKey(uint64_t raw) {
+bool Worker::HandleCancelKey(uint64_t raw, ClientConn* requester) {
   proto::CancelKey key = KeyFromUint64(raw);
   // With peering, the key names the instance that issued it; a cancel that landed here for
   // another instance goes on to that peer (PgBouncer's [peers], at most 3 hops).
   int own_peer = config_->settings.peer_id;
   if (own_peer > 0 && key.peer_id() != own_peer) {
-    ForwardCancelToPeer(key);
-    return;
+    return ForwardCancelToPeer(key, requester);
   }
   int owner = key.worker_id();
   if (owner != id_ && owner < shared_->workers()) {
     Post(owner, netio::MailMessage{kMailCancel, 0, raw, nullptr});
-    return;
+    return false;
   }
   ClientConn* c = FindClientByCancelKey(raw);
   if (!c) {
     RB_LOG("failed cancel request");
-    return;
+    return false;
   }
   if (!c->server || c->state != ClientState::kActive) {
     RB_LOG("%s cancel request for idle client", ClientPrefix(c));
-    return;
+    return false;
   }
   if (c->server->state == ServerState::kSetup && c->server->setup == SetupStep::kSetVars) {
     RB_LOG("%s ignoring cancel request for server that is setting vars", ClientPrefix(c));
-    return;
+    return false;
   }
   SendCancelToServer(c->server);
+  return false;
 }
 
-void Worker::ForwardCancelToPeer(proto::CancelKey key) {
+bool Worker::ForwardCancelToPeer(proto::CancelKey key, ClientConn* requester) {
   if (!key.DecrementTtl()) {
     RB_LOG("failed to forward cancel request because its TTL was exhausted");
-    return;
+    return false;
   }
   const PeerConfig* peer = config_->FindPeer(key.peer_id());
   if (!peer) {
     RB_LOG("could not find peer to forward request to");
-    return;
+    return false;
   }
   RB_DEBUG("forwarding cancellation request to peer %d", peer->peer_id);
   std::string payload;
   proto::AppendCancelRequest(&payload, key.ToBackendKey());
-  OpenCancelConnection(payload, peer->host, peer->port, nullptr, static_cast<uint16_t>(peer->peer_id));
+  ServerConn* s = OpenCancelConnection(payload, peer->host, peer->port, nullptr, static_cast<uint16_t>(peer->peer_id));
+  if (!s || !requester) return false;
+  // As PgBouncer's peer pools: the client's connection stays open until the peer has closed
+  // the forwarded one (so its EOF means the request has gone on), and SHOW PEER_POOLS counts
+  // it meanwhile, waiting (cl_waiting_cancel_req) while we connect, then active.
+  s->cancel_client_slot = requester->slot;
+  s->cancel_client_generation = requester->generation;
+  requester->cancel_held = true;
+  shared_->CountPeerCancelClient(peer->peer_id, s->connected ? 0 : 1, s->connected ? 1 : 0);
+  return true;
 }
 
 }  // namespace rb::engine

@@ -205,6 +205,7 @@ void Worker::OnServerConnect(ServerConn* s, const io_uring_cqe& cqe) {
   }
   if (s->state == ServerState::kCancelRequest) {
     if (s->peer_id != 0) shared_->CountPeerCancel(s->peer_id, -1, +1);
+    if (s->cancel_client_generation != 0) shared_->CountPeerCancelClient(s->peer_id, -1, +1);
     s->connected = true;
     buffers_->AppendCopy(s->io.out, s->cancel_payload, sizeof(s->cancel_payload));
     SendServer(s);
@@ -841,6 +842,7 @@ void Worker::CloseServer(ServerConn* s, const std::string& reason) {
     if (s->peer_id != 0) shared_->CountPeerCancel(s->peer_id, s->connected ? 0 : -1, s->connected ? -1 : 0);
     if (pool && s->io.fd >= 0) --pool->sv_active_cancel;
     CancelLanded(s);
+    ReleaseHeldCancelClient(s);
   }
   timers_->Disarm(&s->timer);
   delete s->login;
@@ -966,6 +968,14 @@ void Worker::CancelLanded(ServerConn* cancel) {
   --s->pool->sv_being_canceled;
   s->state = ServerState::kIdle;
   FinishRelease(s);
+}
+
+void Worker::ReleaseHeldCancelClient(ServerConn* cancel) {
+  if (cancel->cancel_client_generation == 0) return;
+  shared_->CountPeerCancelClient(cancel->peer_id, cancel->connected ? 0 : -1, cancel->connected ? -1 : 0);
+  ClientConn* c = clients_.Find(cancel->cancel_client_slot, cancel->cancel_client_generation);
+  cancel->cancel_client_generation = 0;
+  if (c && c->cancel_held && c->state != ClientState::kClosing) CloseClient(c, "");
 }
 
 // Sends a 16-byte CancelRequest to host:port and closes once the other side does (PostgreSQL

@@ -137,14 +137,22 @@ class SharedState {
   // Cancel requests being forwarded to each peer, for SHOW PEER_POOLS. Touched once per
   // forwarded cancel, which is rare.
   struct PeerCancelCounts {
-    int login = 0;   // connecting to the peer
-    int active = 0;  // connected, sending the request
+    int login = 0;       // connecting to the peer
+    int active = 0;      // connected, sending the request
+    int cl_waiting = 0;  // clients whose request waits for a connection to the peer
+    int cl_active = 0;   // clients whose request has gone to the peer, waiting for it to close
   };
   void CountPeerCancel(int peer_id, int login_delta, int active_delta) {
     absl::MutexLock lock(&peer_mu_);
     PeerCancelCounts& c = peer_cancels_[peer_id];
     c.login += login_delta;
     c.active += active_delta;
+  }
+  void CountPeerCancelClient(int peer_id, int waiting_delta, int active_delta) {
+    absl::MutexLock lock(&peer_mu_);
+    PeerCancelCounts& c = peer_cancels_[peer_id];
+    c.cl_waiting += waiting_delta;
+    c.cl_active += active_delta;
   }
   PeerCancelCounts PeerCancels(int peer_id) {
     absl::MutexLock lock(&peer_mu_);

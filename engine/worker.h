@@ -241,7 +241,12 @@ class Worker {
   void SendCancelToServer(ServerConn* s);
   ServerConn* OpenCancelConnection(const std::string& payload, const std::string& host, int port, Pool* pool,
                                    uint16_t peer_id = 0);
-  void ForwardCancelToPeer(proto::CancelKey key);
+  // Opens a cancel connection to the peer the key names. With `requester` (the client that
+  // sent the CancelRequest), that client is held open until the forward ends; returns true
+  // then, false if it was not held (the caller closes it).
+  bool ForwardCancelToPeer(proto::CancelKey key, ClientConn* requester = nullptr);
+  // A cancel connection to a peer ends: the client held for it is closed.
+  void ReleaseHeldCancelClient(ServerConn* cancel);
   std::string ServerPrefix(const ServerConn* s) const;
   bool ServerAddress(Pool* pool, uint8_t* host_index, sockaddr_storage* addr, socklen_t* len, std::string* error);
   bool ResolveHostPort(const std::string& host, int port, sockaddr_storage* addr, socklen_t* len, std::string* error);
@@ -263,7 +268,8 @@ class Worker {
   int Share(const Pool* pool) const;
   void OnNeedServer(PoolShared* ps, int from, int64_t since_ns);
   void OnServerHandover(ServerHandoff* h);
-  void HandleCancelKey(uint64_t key);
+  // True when `requester` is held open for a forward to a peer (see ForwardCancelToPeer).
+  bool HandleCancelKey(uint64_t key, ClientConn* requester = nullptr);
   void ForwardCancel(ClientConn* c);
   void WelcomeWaiters(Pool* pool);
   void FailWaiters(Pool* pool, const std::string& message, const std::string& sqlstate);

@@ -593,6 +593,88 @@ TEST_CASE("peers: three instances forward a cancel over one hop and over two, SH
   }
 }
 
+// A TCP listener that takes connections into its backlog and never answers until told to.
+class SilentPeer {
+ public:
+  SilentPeer() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&a), len) != 0 || listen(fd_, 16) != 0 ||
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      throw std::runtime_error(std::string("silent peer: ") + std::strerror(errno));
+    }
+    port_ = ntohs(a.sin_port);
+  }
+  ~SilentPeer() {
+    for (int c : accepted_) close(c);
+    close(fd_);
+  }
+  int Port() const { return port_; }
+  // Accepts what is queued and closes it: the peer has "taken" the cancel.
+  int AnswerAll() {
+    int n = 0;
+    for (;;) {
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, 200) <= 0) return n;
+      int c = accept(fd_, nullptr, nullptr);
+      if (c < 0) return n;
+      char buf[64];
+      (void)!recv(c, buf, sizeof buf, MSG_DONTWAIT);
+      close(c);
+      ++n;
+    }
+  }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+  std::vector<int> accepted_;
+};
+
+TEST_CASE("peers: SHOW PEER_POOLS counts a cancel request in flight to a peer until the peer closes it",
+          "[integration][operations][peers]") {
+  PgCluster pg;
+  InstanceGroup group(pg, {.instances = 1, .workers = 1, .settings = {{"auth_type", "trust"}}});
+  SilentPeer silent;
+  Repeer(group, {{PeerLine(group, 1, 0), "8 = host=127.0.0.1 port=" + std::to_string(silent.Port())}});
+  auto [pid, secret] = KeyForPeer(8);
+  RawClient cancel = SendCancel(group, 0, pid, secret);
+  auto row = [&] {
+    QueryResult r = Query(group.AdminConnString(0), "SHOW PEER_POOLS");
+    std::map<std::string, std::string> m;
+    for (const auto& cols : r.rows) {
+      if (cols.at(0) != "8") continue;
+      for (size_t i = 0; i < r.columns.size(); ++i) m[r.columns[i]] = cols[i];
+    }
+    return m;
+  };
+  // Connected to the peer, request sent, no answer yet: one client and one server busy with it.
+  INFO(group.Describe());
+  REQUIRE(Eventually([&] { return row()["sv_active_cancel"] == "1"; }, 5s));
+  std::map<std::string, std::string> busy = row();
+  CHECK(busy["cl_active_cancel_req"] == "1");
+  CHECK(busy["cl_waiting_cancel_req"] == "0");
+  CHECK(busy["sv_login"] == "0");
+  // As under PgBouncer, the client's cancel connection stays open until the peer has answered.
+  bool closed = false;
+  CHECK_FALSE(cancel.ReadMessage(300ms, &closed).has_value());
+  CHECK_FALSE(closed);
+
+  CHECK(silent.AnswerAll() == 1);
+  CHECK_FALSE(cancel.ReadMessage(5s, &closed).has_value());
+  CHECK(closed);
+  CHECK(Eventually(
+      [&] {
+        std::map<std::string, std::string> r = row();
+        return r["sv_active_cancel"] == "0" && r["cl_active_cancel_req"] == "0" && r["sv_login"] == "0" &&
+               r["cl_waiting_cancel_req"] == "0";
+      },
+      5s));
+}
+
 // =============================================================================================
 // 6. syslog, read from a unix datagram socket that stands in for /dev/log.
 
