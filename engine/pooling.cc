@@ -42,12 +42,14 @@ Pool* Worker::FindOrCreatePool(const std::string& db_name, const std::string& us
   Pool* p = pool.get();
   pools_.emplace(std::move(key), std::move(pool));
   pools_by_shared_[ps] = p;
+  int no_keeper = -1;
+  ps->min_pool_keeper.compare_exchange_strong(no_keeper, id_, std::memory_order_relaxed);
   RefreshPoolSettings(p);
   return p;
 }
 
-// [pgbouncer] defaults, overridden by the [users] entry, overridden by the [databases] entry,
-// as PgBouncer resolves them.
+// [pgbouncer] defaults, overridden by the [databases] and [users] entries as PgBouncer
+// resolves each setting (for the mode and the sizes, the user's entry wins).
 void Worker::RefreshPoolSettings(Pool* pool) {
   const Config& cfg = *config_;
   const Settings& g = cfg.settings;
@@ -71,16 +73,18 @@ void Worker::RefreshPoolSettings(Pool* pool) {
   }
   const UserConfig* user = cfg.FindUser(pool->user());
   PoolSettings s;
+  // PgBouncer's precedence for the pool's mode and sizes: the [users] entry, then the
+  // [databases] entry, then [pgbouncer] (pool_pool_mode, pool_pool_size, pool_res_pool_size).
   s.mode = g.pool_mode;
-  if (user && user->pool_mode) s.mode = *user->pool_mode;
   if (pool->db && pool->db->pool_mode) s.mode = *pool->db->pool_mode;
+  if (user && user->pool_mode) s.mode = *user->pool_mode;
   s.pool_size = g.default_pool_size;
-  if (user && user->pool_size) s.pool_size = *user->pool_size;
   if (pool->db && pool->db->pool_size) s.pool_size = *pool->db->pool_size;
+  if (user && user->pool_size) s.pool_size = *user->pool_size;
   s.min_pool_size = pool->db && pool->db->min_pool_size ? *pool->db->min_pool_size : g.min_pool_size;
   s.reserve_pool_size = g.reserve_pool_size;
-  if (user && user->reserve_pool_size) s.reserve_pool_size = *user->reserve_pool_size;
   if (pool->db && pool->db->reserve_pool_size) s.reserve_pool_size = *pool->db->reserve_pool_size;
+  if (user && user->reserve_pool_size) s.reserve_pool_size = *user->reserve_pool_size;
   s.max_db_connections = pool->db && pool->db->max_db_connections ? *pool->db->max_db_connections : g.max_db_connections;
   s.max_user_connections = user && user->max_user_connections ? *user->max_user_connections : g.max_user_connections;
   s.server_lifetime = pool->db && pool->db->server_lifetime ? *pool->db->server_lifetime : g.server_lifetime;
@@ -423,9 +427,9 @@ void Worker::PoolMaintenance(Pool* pool) {
     }
   }
   // min_pool_size is global; one worker per pool keeps it topped up, so workers don't race
-  // past it.
+  // past it. It is the first worker that had the pool: one picked by hash may never have it.
   if (pool->settings.min_pool_size > 0 && !stopping_ &&
-      static_cast<int>(std::hash<const void*>()(pool->shared) % static_cast<size_t>(shared_->workers())) == id_ &&
+      pool->shared->min_pool_keeper.load(std::memory_order_relaxed) == id_ &&
       pool->shared->servers.value() < pool->settings.min_pool_size && pool->sv_login == 0) {
     LaunchServer(pool);
   }

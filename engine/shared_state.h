@@ -60,6 +60,10 @@ struct PoolShared {
   std::atomic<int64_t> login_failed_at_ns{0};
   std::string login_error ABSL_GUARDED_BY(mu);
   std::string login_error_sqlstate ABSL_GUARDED_BY(mu);
+
+  // The worker that keeps min_pool_size topped up: the first one to have this pool (a worker
+  // has a pool only once one of its clients used it), so that one worker does it, and does.
+  std::atomic<int> min_pool_keeper{-1};
 };
 
 struct DatabaseShared {

@@ -105,6 +105,10 @@ RingbouncerProcess::RingbouncerProcess(const PgCluster& pg, RingbouncerOptions o
 
   config_text_ = "[databases]\n";
   for (const std::string& line : databases) config_text_ += line + "\n";
+  if (!options.users.empty()) {
+    config_text_ += "\n[users]\n";
+    for (const std::string& line : options.users) config_text_ += line + "\n";
+  }
   config_text_ += "\n[pgbouncer]\n";
   for (const auto& [key, value] : settings) config_text_ += key + " = " + value + "\n";
   config_path_ = dir_.WriteFile("pgbouncer.ini", config_text_);

@@ -33,6 +33,8 @@ struct RingbouncerOptions {
   // [databases] lines ("rbtest = host=127.0.0.1 port=5432 dbname=rbtest"). Empty: one line for
   // PgCluster's rbtest over TCP.
   std::vector<std::string> databases{};
+  // [users] lines ("rb_md5 = pool_mode=session pool_size=2"). Empty: no [users] section.
+  std::vector<std::string> users{};
   // userlist.txt lines ("\"user\" \"secret\""). Empty: DefaultUserlist(pg).
   std::vector<std::string> userlist{};
   std::vector<std::string> extra_args{};  // before the config path, e.g. {"-v"}
