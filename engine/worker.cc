@@ -149,8 +149,12 @@ void Worker::Dispatch(const io_uring_cqe& cqe) {
       OnAccept(tag.slot, cqe);
       return;
     case kOpDoorbell:
+      // Drained now, not only at the top of the next loop: a completion later in this batch
+      // (a login that arrived after RELOAD answered) must already see the new config.
+      DrainMailbox();
+      return;
     case kOpIgnore:
-      return;  // the mailbox is drained at the top of every loop
+      return;
     case kOpMetricsRecv:
       metrics_->OnRecv(tag.slot, tag.generation, cqe);
       return;
