@@ -647,8 +647,13 @@ void Worker::FinishClientLogin(ClientConn* c) {
     SendWelcome(c);
     return;
   }
+  // PgBouncer's check_fast_fail: while the pool's last server login failed and it has no
+  // server (no login has ever welcomed it, so it has none), a new client is not queued: it
+  // gets the cached error at once, and a new login is tried (LaunchServer keeps to
+  // server_login_retry) so that the pool can recover with no client waiting.
   int64_t failed_at = pool->shared->login_failed_at_ns.load(std::memory_order_acquire);
-  if (failed_at != 0 && now_ns_ - failed_at < ToNanos(cfg.server_login_retry)) {
+  if (failed_at != 0) {
+    if (pool->sv_login == 0 && pool->idle.empty()) LaunchServer(pool);
     std::string msg, state;
     {
       absl::MutexLock lock(&pool->shared->mu);

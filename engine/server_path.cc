@@ -398,14 +398,14 @@ void Worker::HandleServerLoginMessage(ServerConn* s, uint8_t type, const uint8_t
           return;
         case proto::AuthCode::kCleartextPassword:
           if (kind != SecretKind::kPlain) {
-            ServerLoginFailed(s, "cannot do cleartext password login with a hashed secret", "28000");
+            ServerLoginFailed(s, "cannot do cleartext password login with a hashed secret", "28000", LoginFailure::kServer);
             return;
           }
           proto::AppendPasswordMessage(&scratch_, secret);
           break;
         case proto::AuthCode::kMd5Password:
           if (kind != SecretKind::kPlain && kind != SecretKind::kMd5) {
-            ServerLoginFailed(s, "cannot do md5 login with this secret", "28000");
+            ServerLoginFailed(s, "cannot do md5 login with this secret", "28000", LoginFailure::kServer);
             return;
           }
           proto::AppendPasswordMessage(&scratch_, proto::Md5ClientResponse(secret, pool->user(), req.md5_salt));
@@ -414,7 +414,7 @@ void Worker::HandleServerLoginMessage(ServerConn* s, uint8_t type, const uint8_t
           bool scram = false;
           for (auto m : req.mechanisms) scram |= m == "SCRAM-SHA-256";
           if (!scram) {
-            ServerLoginFailed(s, "server does not offer SCRAM-SHA-256", "28000");
+            ServerLoginFailed(s, "server does not offer SCRAM-SHA-256", "28000", LoginFailure::kServer);
             return;
           }
           if (kind == SecretKind::kPlain) {
@@ -425,12 +425,12 @@ void Worker::HandleServerLoginMessage(ServerConn* s, uint8_t type, const uint8_t
                 proto::ScramClient::WithKeys(*pool->scram_keys, proto::GenerateScramNonce()));
           } else {
             ServerLoginFailed(s, "cannot do SCRAM authentication: no password, and no client has logged in with SCRAM yet",
-                              "28000");
+                              "28000", LoginFailure::kServer);
             return;
           }
           std::string first;
           if (L->scram->ClientFirst(&first) != proto::ScramResult::kOk) {
-            ServerLoginFailed(s, "SCRAM client error", "28000");
+            ServerLoginFailed(s, "SCRAM client error", "28000", LoginFailure::kServer);
             return;
           }
           proto::AppendSaslInitialResponse(&scratch_, "SCRAM-SHA-256", first);
@@ -439,7 +439,7 @@ void Worker::HandleServerLoginMessage(ServerConn* s, uint8_t type, const uint8_t
         case proto::AuthCode::kSaslContinue: {
           std::string final_msg;
           if (!L->scram || L->scram->HandleServerFirst(req.data, &final_msg) != proto::ScramResult::kOk) {
-            ServerLoginFailed(s, "SCRAM authentication with the server failed", "28000");
+            ServerLoginFailed(s, "SCRAM authentication with the server failed", "28000", LoginFailure::kServer);
             return;
           }
           proto::AppendSaslResponse(&scratch_, final_msg);
@@ -447,13 +447,13 @@ void Worker::HandleServerLoginMessage(ServerConn* s, uint8_t type, const uint8_t
         }
         case proto::AuthCode::kSaslFinal:
           if (!L->scram || L->scram->HandleServerFinal(req.data) != proto::ScramResult::kOk) {
-            ServerLoginFailed(s, "SCRAM server signature does not verify", "28000");
+            ServerLoginFailed(s, "SCRAM server signature does not verify", "28000", LoginFailure::kServer);
           }
           return;
         default:
           ServerLoginFailed(s, absl::StrCat("unsupported authentication method requested by server: ",
                                             static_cast<int>(req.code)),
-                            "28000");
+                            "28000", LoginFailure::kServer);
           return;
       }
       buffers_->AppendCopy(s->io.out, scratch_.data(), scratch_.size());
@@ -488,7 +488,8 @@ void Worker::HandleServerLoginMessage(ServerConn* s, uint8_t type, const uint8_t
         return;
       }
       RB_WARN("server login failed: %s %s", std::string(f.severity), std::string(f.message));
-      ServerLoginFailed(s, std::string(f.message), std::string(f.sqlstate.empty() ? "08P01" : f.sqlstate));
+      ServerLoginFailed(s, std::string(f.message), std::string(f.sqlstate.empty() ? "08P01" : f.sqlstate),
+                        LoginFailure::kServer);
       return;
     }
     case 'Z':
@@ -530,11 +531,15 @@ void Worker::ServerLoggedIn(ServerConn* s) {
   ServerIdle(s);
 }
 
-void Worker::ServerLoginFailed(ServerConn* s, const std::string& message, const std::string& sqlstate) {
+void Worker::ServerLoginFailed(ServerConn* s, const std::string& message, const std::string& sqlstate,
+                               LoginFailure kind) {
   Pool* pool = s->pool;
-  // Every client waiting for its first welcome gets the server's own error, as in PgBouncer;
-  // for the next server_login_retry seconds, new clients get it at once. "The database system
-  // is starting up" (57P03) is passing, so nobody is failed for it.
+  // Until a login succeeds, new clients get the cached error at once (PgBouncer's
+  // check_fast_fail). When PostgreSQL itself refused the login, every client waiting for its
+  // first welcome gets the server's own error too (kill_pool_logins); when the network did
+  // (refused, timed out, dropped), they keep waiting for the next attempt, server_login_retry
+  // later, or their client_login_timeout, as under PgBouncer. "The database system is starting
+  // up" (57P03) is passing, so nobody is failed for it.
   if (pool && sqlstate != "57P03") {
     {
       absl::MutexLock lock(&pool->shared->mu);
@@ -543,7 +548,7 @@ void Worker::ServerLoginFailed(ServerConn* s, const std::string& message, const 
       pool->shared->login_error_sqlstate = "08P01";
     }
     pool->shared->login_failed_at_ns.store(now_ns_, std::memory_order_release);
-    FailWaiters(pool, message, sqlstate);
+    if (kind == LoginFailure::kServer) FailWaiters(pool, message, sqlstate);
   }
   if (pool) pool->next_launch_ns = now_ns_ + ToNanos(config_->settings.server_login_retry);
   CloseServer(s, message);
@@ -923,7 +928,13 @@ void Worker::OnServerTimer(ServerConn* s) {
       if (cfg.server_idle_timeout > absl::ZeroDuration() && now_ns_ >= s->last_used_ns + ToNanos(cfg.server_idle_timeout)) {
         // min_pool_size keeps a floor of warm servers.
         Pool* pool = s->pool;
-        if (pool && pool->shared->servers.value() <= pool->settings.min_pool_size) break;
+        if (pool && pool->shared->servers.value() <= pool->settings.min_pool_size) {
+          // Look again one server_idle_timeout later, not at every tick of the wheel.
+          int64_t next = now_ns_ + ToNanos(cfg.server_idle_timeout);
+          if (lifetime > absl::ZeroDuration()) next = std::min(next, s->connect_time_ns + ToNanos(lifetime));
+          timers_->Arm(&s->timer, next);
+          return;
+        }
         CloseServer(s, "server idle timeout");
         return;
       }

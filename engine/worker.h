@@ -226,7 +226,11 @@ class Worker {
   void ServerLoginBytes(ServerConn* s, uint32_t buf, uint32_t len);
   void HandleServerLoginMessage(ServerConn* s, uint8_t type, const uint8_t* body, uint32_t len);
   void ServerLoggedIn(ServerConn* s);
-  void ServerLoginFailed(ServerConn* s, const std::string& message, const std::string& sqlstate);
+  // Who ended a server login: the network (refused, timed out, dropped mid-login) or
+  // PostgreSQL (an ErrorResponse, or an authentication we can't do). See ServerLoginFailed.
+  enum class LoginFailure { kConnection, kServer };
+  void ServerLoginFailed(ServerConn* s, const std::string& message, const std::string& sqlstate,
+                         LoginFailure kind = LoginFailure::kConnection);
   void ServerData(ServerConn* s, uint32_t buf, uint32_t len);
   void ServerSetupData(ServerConn* s, uint32_t buf, uint32_t len);
   void StartSetup(ServerConn* s, SetupStep step, const std::string& sql);

@@ -159,7 +159,10 @@ TEST_CASE("a server login that fails reaches the client as an error, not a hang"
 TEST_CASE("a database whose server refuses connections gives its clients an error",
           "[integration][engine]") {
   const int nothing_there = FreeTcpPort();
-  RingbouncerProcess rb(Pg(), {.databases = {"nowhere = host=127.0.0.1 port=" +
+  // As under PgBouncer, a refused connect does not fail the clients waiting for the pool's
+  // first login: they wait for the next try, up to client_login_timeout ("(server down)").
+  RingbouncerProcess rb(Pg(), {.settings = {{"client_login_timeout", "3"}},
+                               .databases = {"nowhere = host=127.0.0.1 port=" +
                                              std::to_string(nothing_there) + " dbname=rbtest",
                                              DatabaseLine(Pg())}});
   const auto start = Clock::now();
