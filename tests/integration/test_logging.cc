@@ -251,6 +251,14 @@ TEST_CASE("logging: -v shows DEBUG lines and no -v hides them", "[integration][l
   REQUIRE(Query(verbose.ConnString("rb_md5"), "SELECT 1").ok);
   CHECK(quiet.LogText().find(" DEBUG ") == std::string::npos);
   CHECK(verbose.LogText().find(" DEBUG ") != std::string::npos);
+  // The start-up feature probe is printed with -v: every feature, probed, with its answer.
+  const std::string text = verbose.LogText();
+  CHECK(text.find("DEBUG io_uring features on kernel ") != std::string::npos);
+  for (const char* feature : {" single_issuer=", " defer_taskrun=", " recv_multishot=", " send_zc=", " msg_ring="}) {
+    INFO(feature);
+    CHECK(text.find(feature) != std::string::npos);
+  }
+  CHECK(quiet.LogText().find("io_uring features") == std::string::npos);
 }
 
 }  // namespace
