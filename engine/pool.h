@@ -92,6 +92,9 @@ struct Pool {
   bool asked_for_server = false;
   int64_t asked_at_ns = 0;
   std::deque<ServerDebt> debts;
+  // Eviction asked of other workers at max_db_connections/max_user_connections.
+  int64_t evict_asked_at_ns = 0;
+  int evict_rotor = 0;
 
   int64_t next_launch_ns = 0;  // server_login_retry after a failure
   PoolStats stats;

@@ -340,6 +340,30 @@ void Worker::AskForServer(Pool* pool) {
   Post(best, netio::MailMessage{kMailNeedServer, static_cast<uint32_t>(id_), static_cast<uint64_t>(since), pool->shared});
 }
 
+bool Worker::EvictIdleServer(const PoolShared* needy, bool same_user) {
+  ServerConn* victim = nullptr;
+  for (auto& [key, p] : pools_) {
+    if (p->shared == needy || p->idle.empty()) continue;
+    if (same_user ? p->shared->user != needy->user : p->shared->database != needy->database) continue;
+    ServerConn* oldest = p->idle.back();  // the idle list is LIFO: its back waited longest
+    if (victim == nullptr || oldest->last_used_ns < victim->last_used_ns) victim = oldest;
+  }
+  if (victim == nullptr) return false;
+  CloseServer(victim, "evicted");
+  return true;
+}
+
+void Worker::AskToEvict(Pool* pool, bool same_user) {
+  const int workers = shared_->workers();
+  if (workers < 2 || stopping_) return;
+  if (pool->evict_asked_at_ns != 0 && now_ns_ - pool->evict_asked_at_ns < kAskAgainNs) return;
+  pool->evict_asked_at_ns = now_ns_;
+  // One worker per ask, in turn: asking all at once could close several servers for one need.
+  pool->evict_rotor = (pool->evict_rotor + 1) % workers;
+  if (pool->evict_rotor == id_) pool->evict_rotor = (pool->evict_rotor + 1) % workers;
+  Post(pool->evict_rotor, netio::MailMessage{kMailEvictIdle, same_user ? 1u : 0u, 0, pool->shared});
+}
+
 void Worker::OnNeedServer(PoolShared* ps, int from, int64_t since_ns) {
   auto it = pools_by_shared_.find(ps);
   if (it == pools_by_shared_.end()) return;

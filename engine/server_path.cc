@@ -116,6 +116,21 @@ bool Worker::ResolveHostPort(const std::string& host, int port, sockaddr_storage
 // Opening a server connection. The global budgets are taken first, so that the configured
 // limits hold across all workers at every instant (DESIGN.md decision 3).
 
+Worker::BudgetResult Worker::AcquireServerBudgets(Pool* pool, int pool_limit) {
+  const PoolSettings& ps = pool->settings;
+  if (!pool->shared->servers.TryAcquire(pool_limit)) return BudgetResult::kPoolFull;
+  if (!pool->db_shared->servers.TryAcquire(ps.max_db_connections)) {
+    pool->shared->servers.Release();
+    return BudgetResult::kDatabaseFull;
+  }
+  if (!pool->user_shared->servers.TryAcquire(ps.max_user_connections)) {
+    pool->db_shared->servers.Release();
+    pool->shared->servers.Release();
+    return BudgetResult::kUserFull;
+  }
+  return BudgetResult::kOk;
+}
+
 bool Worker::LaunchServer(Pool* pool) {
   if (stopping_ || pool->db_shared->paused.load(std::memory_order_relaxed)) return false;
   if (now_ns_ < pool->next_launch_ns) return false;
@@ -126,16 +141,16 @@ bool Worker::LaunchServer(Pool* pool) {
       now_ns_ - pool->waiting.front()->request_time_ns >= ToNanos(config_->settings.reserve_pool_timeout)) {
     limit += ps.reserve_pool_size;
   }
-  if (!pool->shared->servers.TryAcquire(limit)) return false;
-  if (!pool->db_shared->servers.TryAcquire(ps.max_db_connections)) {
-    pool->shared->servers.Release();
-    return false;
+  BudgetResult budget = AcquireServerBudgets(pool, limit);
+  if (budget == BudgetResult::kDatabaseFull || budget == BudgetResult::kUserFull) {
+    const bool same_user = budget == BudgetResult::kUserFull;
+    if (EvictIdleServer(pool->shared, same_user)) {
+      budget = AcquireServerBudgets(pool, limit);
+    } else {
+      AskToEvict(pool, same_user);
+    }
   }
-  if (!pool->user_shared->servers.TryAcquire(ps.max_user_connections)) {
-    pool->db_shared->servers.Release();
-    pool->shared->servers.Release();
-    return false;
-  }
+  if (budget != BudgetResult::kOk) return false;
 
   ServerConn* s = servers_.Allocate();
   s->pool = pool;

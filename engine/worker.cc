@@ -600,6 +600,9 @@ void Worker::OnMail(uint32_t from, const netio::MailMessage& m) {
     case kMailCancel:
       HandleCancelKey(m.arg64);
       return;
+    case kMailEvictIdle:
+      (void)EvictIdleServer(static_cast<const PoolShared*>(m.ptr), m.arg32 != 0);
+      return;
     case kMailNeedServer:
       OnNeedServer(static_cast<PoolShared*>(m.ptr), static_cast<int>(m.arg32), static_cast<int64_t>(m.arg64));
       return;

@@ -63,6 +63,7 @@ enum MailKind : uint32_t {
   kMailAdmin,          // ptr: AdminRequest* (see admin_console.h)
   kMailAdminReply,     // ptr: AdminRequest*
   kMailWake,           // no payload: just run the loop (pause/resume changes)
+  kMailEvictIdle,      // ptr: PoolShared* that needs a server, arg32: 1 = same user, 0 = same database
 };
 
 enum class ShutdownMode : uint32_t {
@@ -220,6 +221,15 @@ class Worker {
 
   // ---- server_path.cc ----
   bool LaunchServer(Pool* pool);
+  // Which global budget stopped a new server connection (LaunchServer).
+  enum class BudgetResult { kOk, kPoolFull, kDatabaseFull, kUserFull };
+  BudgetResult AcquireServerBudgets(Pool* pool, int pool_limit);
+  // PgBouncer's evict_connection/evict_user_connection: at max_db_connections (or
+  // max_user_connections), the longest-idle server of another pool of the same database (or
+  // user) on this worker is closed to make room. False if there was none here.
+  bool EvictIdleServer(const PoolShared* needy, bool same_user);
+  // None here: ask another worker (one per kAskAgainNs, in turn).
+  void AskToEvict(Pool* pool, bool same_user);
   void OnServerConnect(ServerConn* s, const io_uring_cqe& cqe);
   void OnServerRecv(ServerConn* s, const io_uring_cqe& cqe);
   void OnServerSendDone(ServerConn* s, const io_uring_cqe& cqe);

@@ -207,17 +207,20 @@ TEST_CASE("max_db_connections, max_user_connections and default_pool_size with r
   }
 }
 
-// PgBouncer's launch_new_connection evicts the most idle server of another pool of the same
+// PgBouncer's launch_new_connection evicts the longest-idle server of another pool of the same
 // database (evict_connection) or user (evict_user_connection) when max_db_connections or
-// max_user_connections is reached. ringbouncer does not evict yet: the second pool waits for
-// a server that never comes (here: its first login, until client_login_timeout).
+// max_user_connections is reached; without that, a second pool would wait for a server that
+// only comes back after server_idle_timeout. With two workers the idle servers may sit on the
+// other worker, which is asked through its mailbox.
 TEST_CASE("a pool whose database is at max_db_connections gets a server by evicting an idle "
           "one of another pool",
-          "[integration][engine][settings][!mayfail]") {
+          "[integration][engine][settings]") {
+  const std::string workers = GENERATE("1", "2");
+  INFO("workers = " << workers);
   RingbouncerProcess rb(Pg(), {.settings = {{"max_db_connections", "2"},
                                             {"client_login_timeout", "5"},
                                             {"query_wait_timeout", "5"},
-                                            {"workers", "1"}}});
+                                            {"workers", workers}}});
   {
     PgConn a = MustConnect(rb.ConnString("rb_md5"));
     PgConn b = MustConnect(rb.ConnString("rb_md5"));
@@ -225,12 +228,42 @@ TEST_CASE("a pool whose database is at max_db_connections gets a server by evict
     REQUIRE(b.Exec("SELECT 1").ok);  // rb_md5's pool now holds both servers of the database
     REQUIRE(a.Exec("COMMIT").ok);
   }
+  REQUIRE(CountBackends(Pg(), "datname = 'rbtest' AND usename = 'rb_md5'") == 2);
   // Both are idle now; rb_scram's pool needs one of them closed.
-  QueryResult other = Query(rb.ConnString("rb_scram"), "SELECT current_user", 15s);
+  for (int i = 0; i < 3; ++i) {
+    QueryResult other = Query(rb.ConnString("rb_scram"), "SELECT current_user", 15s);
+    INFO("[" << other.sqlstate << "] " << other.error);
+    INFO("ringbouncer log:\n" << rb.LogTail());
+    CHECK(other.Scalar() == "rb_scram");
+  }
+  CHECK(CountBackends(Pg(), "datname = 'rbtest' AND usename IN ('rb_md5', 'rb_scram')") <= 2);
+  CHECK(rb.LogText().find("closing because: evicted") != std::string::npos);
+  // And back: rb_md5 gets a server again, by evicting rb_scram's.
+  PgConn a = MustConnect(rb.ConnString("rb_md5"));
+  PgConn b = MustConnect(rb.ConnString("rb_md5"));
+  REQUIRE(a.Exec("BEGIN").ok);
+  CHECK(b.Exec("SELECT 1").ok);
+  CHECK(a.Exec("COMMIT").ok);
+  CHECK(CountBackends(Pg(), "datname = 'rbtest' AND usename IN ('rb_md5', 'rb_scram')") <= 2);
+}
+
+TEST_CASE("a pool whose user is at max_user_connections gets a server by evicting an idle one "
+          "of the same user's pool for another database entry",
+          "[integration][engine][settings]") {
+  RingbouncerProcess rb(
+      Pg(), {.settings = {{"max_user_connections", "1"},
+                          {"client_login_timeout", "5"},
+                          {"query_wait_timeout", "5"},
+                          {"workers", "2"}},
+             .databases = {DatabaseLine(Pg(), kTestDb), DatabaseLine(Pg(), "rbtest_alias")}});
+  CHECK(Query(rb.ConnString("rb_md5"), "SELECT 1").Scalar() == "1");
+  // Another [databases] entry is another pool, though it reaches the same PostgreSQL database.
+  QueryResult other = Query(rb.ConnString("rb_md5", "rbtest_alias"), "SELECT 'alias'", 15s);
   INFO("[" << other.sqlstate << "] " << other.error);
   INFO("ringbouncer log:\n" << rb.LogTail());
-  CHECK(other.ok);
-  CHECK(CountBackends(Pg(), "datname = 'rbtest' AND usename IN ('rb_md5', 'rb_scram')") <= 2);
+  CHECK(other.Scalar() == "alias");
+  CHECK(rb.LogText().find("closing because: evicted") != std::string::npos);
+  CHECK(CountBackends(Pg(), "usename = 'rb_md5'") <= 1);
 }
 
 TEST_CASE("min_pool_size keeps servers open while idle, even past server_idle_timeout",
