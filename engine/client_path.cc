@@ -295,20 +295,8 @@ void Worker::HandleStartupPacket(ClientConn* c, const uint8_t* data, uint32_t le
   if (L->database == "pgbouncer") {
     L->admin = true;
   } else {
-    const DatabaseConfig* db = config_->FindDatabase(L->database);
-    if (!db && config_->fallback_database) {
-      // The "*" entry: a database of the client's name on the fallback's server.
-      auto& auto_db = autodbs_[L->database];
-      if (!auto_db) {
-        auto_db = std::make_unique<DatabaseConfig>(*config_->fallback_database);
-        auto_db->name = L->database;
-        if (auto_db->dbname.empty()) auto_db->dbname = L->database;
-      }
-      db = auto_db.get();
-    }
     // An unknown database is reported only after authentication, as PgBouncer does, so that
-    // a stranger can't probe for database names.
-    L->db = db;
+    // a stranger can't probe for database names (FinishClientLogin).
   }
 
   if (!L->admin && !shared_->total_clients.TryAcquire(cfg.max_client_conn)) {
@@ -409,7 +397,8 @@ void Worker::StartClientAuth(ClientConn* c) {
     }
   }
 
-  if (type == AuthType::kAny && !L->admin && L->db && !L->db->user.has_value()) {
+  const DatabaseConfig* login_db = L->admin ? nullptr : ResolveDatabase(L->database);
+  if (type == AuthType::kAny && !L->admin && login_db && !login_db->user.has_value()) {
     // "any" ignores the client's user name, so the database must name the one to log in as.
     RB_ERROR("%s auth_type=any requires forced user", ClientPrefix(c));
     RejectClient(c, "bouncer config error", "08P01");
@@ -584,9 +573,25 @@ void Worker::ClientAuthenticated(ClientConn* c) {
   FinishClientLogin(c);
 }
 
+// The [databases] entry of `name` in the current config, or the "*" fallback made into an entry
+// of that name; null if neither. Looked up when needed rather than kept across a login: a
+// reload during the login frees the config snapshot (and autodbs_) such a pointer points into.
+const DatabaseConfig* Worker::ResolveDatabase(const std::string& name) {
+  if (const DatabaseConfig* db = config_->FindDatabase(name)) return db;
+  if (!config_->fallback_database) return nullptr;
+  // The "*" entry: a database of the client's name on the fallback's server.
+  auto& auto_db = autodbs_[name];
+  if (!auto_db) {
+    auto_db = std::make_unique<DatabaseConfig>(*config_->fallback_database);
+    auto_db->name = name;
+    if (auto_db->dbname.empty()) auto_db->dbname = name;
+  }
+  return auto_db.get();
+}
+
 void Worker::FinishClientLogin(ClientConn* c) {
   ClientLogin* L = c->login;
-  const DatabaseConfig* db = L->db;
+  const DatabaseConfig* db = ResolveDatabase(L->database);
   if (!db) {
     RB_LOG("%s login failed: db=%s user=%s", ClientPrefix(c), L->database, L->user);
     RejectClient(c, absl::StrCat("no such database: ", L->database), "3D000");

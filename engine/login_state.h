@@ -31,7 +31,6 @@ struct ClientLogin {
   std::string application_name;
   std::vector<std::pair<int, std::string>> tracked;  // VarCache index -> value from startup/options
   bool admin = false;                  // the virtual "pgbouncer" database
-  const DatabaseConfig* db = nullptr;  // resolved [databases] entry
   ClientAuthMethod method = ClientAuthMethod::kTrust;
   bool user_known = false;
   std::string secret;                  // from the auth_file

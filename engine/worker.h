@@ -266,6 +266,7 @@ class Worker {
   bool ResolveHostPort(const std::string& host, int port, sockaddr_storage* addr, socklen_t* len, std::string* error);
 
   // ---- pooling.cc ----
+  const DatabaseConfig* ResolveDatabase(const std::string& name);
   Pool* FindOrCreatePool(const std::string& db_name, const std::string& user_name, const DatabaseConfig* db);
   void RefreshPoolSettings(Pool* pool);
   void RequestServer(ClientConn* c);
