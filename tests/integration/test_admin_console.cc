@@ -120,21 +120,6 @@ PgConn Console(const std::string& conninfo) {
   return c;
 }
 
-int ColumnIndex(const QueryResult& r, std::string_view name) {
-  for (size_t i = 0; i < r.columns.size(); ++i)
-    if (r.columns[i] == name) return static_cast<int>(i);
-  return -1;
-}
-
-// The value of column `name` in the first row whose column `key` is `key_value`; "" if none.
-std::string Cell(const QueryResult& r, std::string_view key, std::string_view key_value, std::string_view name) {
-  int k = ColumnIndex(r, key), c = ColumnIndex(r, name);
-  if (k < 0 || c < 0) return "";
-  for (const auto& row : r.rows)
-    if (row[static_cast<size_t>(k)] == key_value) return row[static_cast<size_t>(c)];
-  return "";
-}
-
 int64_t CellInt(const QueryResult& r, std::string_view key, std::string_view key_value, std::string_view name) {
   std::string v = Cell(r, key, key_value, name);
   return v.empty() ? -1 : std::stoll(v);

@@ -52,23 +52,6 @@ bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds
   }
 }
 
-// Column `name` of a result, or -1.
-int Column(const QueryResult& r, std::string_view name) {
-  auto it = std::find(r.columns.begin(), r.columns.end(), name);
-  return it == r.columns.end() ? -1 : static_cast<int>(it - r.columns.begin());
-}
-
-// The value of `column` in the first row whose `key_column` is `key`; "" if none.
-std::string Cell(const QueryResult& r, std::string_view key_column, std::string_view key, std::string_view column) {
-  int k = Column(r, key_column);
-  int c = Column(r, column);
-  if (k < 0 || c < 0) return "";
-  for (const auto& row : r.rows) {
-    if (row[k] == key) return row[c];
-  }
-  return "";
-}
-
 // ---------------------------------------------------------------------------------------------
 // A raw v3 session over a unix socket, for the cancel test: libpq keeps the cancel secret to
 // itself and sends a CancelRequest only to the address it connected to, and this test must send
@@ -240,7 +223,7 @@ TEST_CASE("four instances on one port: 400 clients reach all of them and each ad
 
     QueryResult clients = admin.Exec("SHOW CLIENTS");
     REQUIRE(clients.ok);
-    int db = Column(clients, "database");
+    int db = ColumnIndex(clients, "database");
     REQUIRE(db >= 0);
     CHECK(std::count_if(clients.rows.begin(), clients.rows.end(),
                         [&](const auto& row) { return row[db] == "rbtest"; }) == per_peer[i + 1]);
@@ -252,8 +235,8 @@ TEST_CASE("four instances on one port: 400 clients reach all of them and each ad
     REQUIRE(workers.rows.size() == 2);
     int sum = 0;
     for (const auto& row : workers.rows) {
-      int w = std::stoi(row[Column(workers, "id")]);
-      int n = std::stoi(row[Column(workers, "clients")]);
+      int w = std::stoi(row[ColumnIndex(workers, "id")]);
+      int n = std::stoi(row[ColumnIndex(workers, "clients")]);
       INFO("worker " << w << ": " << n << " clients, " << per_worker[std::make_pair(i + 1, w)] << " by the clients' keys");
       CHECK((n == per_worker[std::make_pair(i + 1, w)] || n == per_worker[std::make_pair(i + 1, w)] + 1));
       sum += n;

@@ -279,20 +279,6 @@ std::string Describe(const std::map<int, int>& per_peer) {
   return s;
 }
 
-std::string Cell(const QueryResult& r, const std::string& key_column, const std::string& key,
-                 const std::string& column) {
-  auto col = [&](const std::string& name) {
-    for (size_t i = 0; i < r.columns.size(); ++i)
-      if (r.columns[i] == name) return static_cast<int>(i);
-    return -1;
-  };
-  int k = col(key_column), c = col(column);
-  if (k < 0 || c < 0) return "";
-  for (const auto& row : r.rows)
-    if (row[k] == key) return row[c];
-  return "";
-}
-
 TEST_CASE("systemd-nspawn boots the real units: 4 instances share 6432 and survive reload and kill -9 and broken configs") {
   REQUIRE(geteuid() == 0);
   REQUIRE(HaveProgram("systemd-nspawn"));  // Debian: systemd-container (tools/lib.sh installs it)

@@ -40,6 +40,23 @@ const std::string& QueryResult::Scalar() const {
   return rows[0][0];
 }
 
+int ColumnIndex(const QueryResult& r, std::string_view name) {
+  for (size_t i = 0; i < r.columns.size(); ++i) {
+    if (r.columns[i] == name) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+std::string Cell(const QueryResult& r, std::string_view key_column, std::string_view key, std::string_view name) {
+  const int k = ColumnIndex(r, key_column);
+  const int c = ColumnIndex(r, name);
+  if (k < 0 || c < 0) return "";
+  for (const auto& row : r.rows) {
+    if (row[static_cast<size_t>(k)] == key) return row[static_cast<size_t>(c)];
+  }
+  return "";
+}
+
 std::string SqlStateFromMessage(std::string_view message) {
   for (std::string_view severity : {"FATAL:  ", "ERROR:  ", "PANIC:  "}) {
     for (size_t at = message.find(severity); at != std::string_view::npos;

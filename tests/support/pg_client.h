@@ -25,6 +25,12 @@ struct QueryResult {
   const std::string& Scalar() const;
 };
 
+// The index of column `name` in `r`, or -1.
+int ColumnIndex(const QueryResult& r, std::string_view name);
+// The value of column `name` in the first row whose column `key_column` is `key`; "" if none
+// (SHOW output: Cell(pools, "database", "rbtest", "cl_active")).
+std::string Cell(const QueryResult& r, std::string_view key_column, std::string_view key, std::string_view name);
+
 // One libpq connection. Connect never blocks longer than its timeout, and its failure keeps the
 // server's SQLSTATE (libpq keeps it only in the message, and only in verbose mode).
 class PgConn {
