@@ -457,7 +457,11 @@ TEST_CASE("systemd-nspawn boots the real units: 4 instances share 6432 and survi
       INFO(service(port));
       REQUIRE(WaitUntil([&] { return box.Property("ringbouncer@" + std::to_string(port) + ".socket", "ActiveState") == "failed"; },
                       40s, 250ms));
-      REQUIRE(box.Property(service(port), "ActiveState") == "failed");
+      // Not running: "failed", or "inactive" once the failed socket has stopped it (under load
+      // systemd can get there before we look).
+      const std::string state = box.Property(service(port), "ActiveState");
+      INFO("service state: " << state);
+      REQUIRE((state == "failed" || state == "inactive"));
     }
     REQUIRE_THAT(box.Journal(service(50005)),
                Catch::Contains("ERROR /etc/ringbouncer/instance.d/50005.ini:2: syntax error: section header has no closing \"]\""));
