@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
@@ -104,10 +105,14 @@ void OpenSyslog(const std::string& ident, int facility) {
     sink->facility = facility;
     return;
   }
-  // openlog keeps the pointer: the ident must outlive the process's logging.
-  static std::string kept;
-  kept = ident;
-  openlog(kept.c_str(), LOG_PID, facility);
+  // openlog keeps the pointer, and workers may be inside syslog() reading it: an ident is never
+  // freed, and a new one is made only when a reload changes it.
+  static auto* idents = new std::deque<std::string>();  // push_back keeps references valid
+  static int kept_facility = -1;
+  if (!idents->empty() && idents->back() == ident && kept_facility == facility) return;
+  if (idents->empty() || idents->back() != ident) idents->push_back(ident);
+  kept_facility = facility;
+  openlog(idents->back().c_str(), LOG_PID, facility);
 }
 
 void LogWrite(LogLevel level, const std::string& message) {

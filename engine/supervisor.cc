@@ -51,15 +51,30 @@ void Supervisor::ApplyLogSettings(const Settings& s) {
   LogSettings& log = Log();
   log.verbose.store(std::max(options_.verbose, s.verbose), std::memory_order_relaxed);
   log.to_stderr.store(!options_.quiet && !options_.daemon, std::memory_order_relaxed);
-  // logfile is (re)opened on every reload, so that log rotation works with HUP.
-  int old = log_fd_;
-  log_fd_ = -1;
+  // logfile is (re)opened on every reload, so that log rotation works with HUP. The new file
+  // is dup3()ed onto the descriptor number already in use, never closed under the workers: one
+  // that loaded the number just before still writes to a log file, not to a number that a
+  // freshly accepted socket may have taken (a log line in a client's stream).
   if (!s.logfile.empty()) {
-    log_fd_ = open(s.logfile.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    if (log_fd_ < 0) RB_WARN("cannot open logfile \"%s\": %s", s.logfile, strerror(errno));
+    int fresh = open(s.logfile.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fresh < 0) {
+      RB_WARN("cannot open logfile \"%s\": %s", s.logfile, strerror(errno));  // the old file stays
+    } else if (log_fd_ < 0) {
+      log_fd_ = fresh;
+    } else {
+      if (dup3(fresh, log_fd_, O_CLOEXEC) < 0) RB_WARN("cannot reopen logfile \"%s\": %s", s.logfile, strerror(errno));
+      close(fresh);
+    }
+    log.file_fd.store(log_fd_, std::memory_order_relaxed);
+  } else {
+    log.file_fd.store(-1, std::memory_order_relaxed);
+    // The number stays taken (by /dev/null) for the same reason, and for a later logfile.
+    int null_fd = log_fd_ >= 0 ? open("/dev/null", O_WRONLY | O_CLOEXEC) : -1;
+    if (null_fd >= 0) {
+      (void)dup3(null_fd, log_fd_, O_CLOEXEC);
+      close(null_fd);
+    }
   }
-  log.file_fd.store(log_fd_, std::memory_order_relaxed);
-  if (old >= 0) close(old);
   if (s.syslog) {
     static const std::pair<const char*, int> kFacilities[] = {
         {"auth", LOG_AUTH},     {"authpriv", LOG_AUTHPRIV}, {"daemon", LOG_DAEMON}, {"user", LOG_USER},
