@@ -28,10 +28,6 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-bool Contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
 // A cluster without the pgbench tables: these tests don't need them.
 PgCluster& Pg() {
   static PgCluster cluster;

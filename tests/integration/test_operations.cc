@@ -99,10 +99,6 @@ bool RunningInPostgres(const PgCluster& pg, const std::string& sql, std::chrono:
       timeout, 20ms);
 }
 
-bool Contains(const std::string& haystack, std::string_view needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
 // =============================================================================================
 // 1. Signals.
 

@@ -56,6 +56,11 @@ std::vector<std::string> DefaultUserlist(const PgCluster& pg);
 std::string DatabaseLine(const PgCluster& pg, std::string_view name = kTestDb,
                          std::string_view extra = "");
 
+// True if `needle` occurs in `haystack` (a log, an error message).
+inline bool Contains(std::string_view haystack, std::string_view needle) {
+  return haystack.find(needle) != std::string_view::npos;
+}
+
 // Polls `condition` every `step` until it is true (returns true) or `timeout` passes (false).
 bool Eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
                 std::chrono::milliseconds step = std::chrono::milliseconds(50));
